@@ -16,6 +16,7 @@ def small_encoder(**kwargs):
 
 
 def numpy_encoder(params, ids, pad_in_max):
+    """Returns (embedding [..., 4], max-pooled hidden words [..., 10])."""
     table = np.asarray(params["word_embd"]["embedding"])
     hidden = np.maximum(table[ids] @ params["fc1"]["kernel"] + params["fc1"]["bias"], 0)
     if pad_in_max:
@@ -25,7 +26,7 @@ def numpy_encoder(params, ids, pad_in_max):
         for index in np.ndindex(ids.shape[:-1]):
             words = hidden[index][ids[index] != 0]
             pooled[index] = words.max(0) if len(words) else 0.0
-    return pooled @ params["fc2"]["kernel"] + params["fc2"]["bias"]
+    return pooled @ params["fc2"]["kernel"] + params["fc2"]["bias"], pooled
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +43,12 @@ def test_matches_numpy_reference(ids, pad_in_max):
     model = small_encoder(pad_in_max=pad_in_max)
     params = model.init(jax.random.key(0), ids)["params"]
     params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(1), p.shape), params)
-    out = model.apply({"params": params}, ids)
-    assert out.shape == (3, 2, 4)
-    np.testing.assert_allclose(out, numpy_encoder(params, ids, pad_in_max), rtol=1e-5, atol=1e-5)
+    out, pooled = model.apply({"params": params}, ids, return_pooled=True)
+    assert out.shape == (3, 2, 4) and pooled.shape == (3, 2, 10)
+    want_out, want_pooled = numpy_encoder(params, ids, pad_in_max)
+    np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled, want_pooled, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(model.apply({"params": params}, ids), out)
 
 
 def test_padding_masked_out_by_default(ids):

@@ -58,16 +58,20 @@ class TextEncoder(nn.Module):
         return (WORD_EMBEDDING_PATH,) if self.freeze_word_embeddings else ()
 
     @nn.compact
-    def __call__(self, ids: jax.Array) -> jax.Array:
+    def __call__(self, ids: jax.Array, return_pooled: bool = False):
         """Embeds sentences.
 
         Args:
             ids: int [..., L] word ids, 0 = padding; any leading dims, e.g.
                 [B, K, L] for K candidate narrations per clip.
+            return_pooled: also return the max-pooled hidden words
+                [..., hidden_dim], the input of the last Linear (what
+                Attn+NCE's attention head shares with the text model).
 
         Returns:
-            [..., embedding_dim]. With padding masked (the default), a sentence
-            with no word pools to zeros, so its embedding is `fc2`'s bias.
+            [..., embedding_dim], or (that, pooled) with `return_pooled`. With
+            padding masked (the default), a sentence with no word pools to
+            zeros, so its embedding is `fc2`'s bias.
         """
         words = nn.Embed(self.vocab_size, self.word_dim, name="word_embd")(ids)
         if self.freeze_word_embeddings:
@@ -79,7 +83,8 @@ class TextEncoder(nn.Module):
             is_word = (ids != PAD_ID)[..., None]
             pooled = jnp.where(is_word, hidden, -jnp.inf).max(axis=-2)
             pooled = jnp.where(is_word.any(axis=-2), pooled, 0.0)
-        return nn.Dense(self.embedding_dim, name="fc2")(pooled)
+        embedding = nn.Dense(self.embedding_dim, name="fc2")(pooled)
+        return (embedding, pooled) if return_pooled else embedding
 
 
 def with_word_embeddings(params: dict, table: np.ndarray) -> dict:
