@@ -8,8 +8,8 @@ clips/captions of 512-d embeddings → 17×17 matrices after the dummies (γ = 0
 
 (a) the same loss with the soft-DTW recursion written as a straightforward
     `lax.scan` over rows with an inner `lax.scan` over the cells of a row,
-    vectorised over the pairs and differentiated by `jax.grad` (autodiff
-    through the scans);
+    vectorised over the pairs, the soft minimum as `jax.nn.logsumexp`, and
+    differentiated by `jax.grad` (autodiff through the scans);
 (b) tslearn's soft-DTW (`tslearn.metrics.SoftDTW`, numba) value + gradient,
     one call per pair on the same 17×17 matrices Δ̂^φ; a subset of pairs is
     timed and extrapolated to 4,096. This covers only the recursion (not the
@@ -41,7 +41,6 @@ from vtlearn.alignment import l2_normalize
 from vtlearn.alignment import local_neighborhood_smoothing
 from vtlearn.alignment import pairwise_distance
 from vtlearn.alignment import soft_dtw
-from vtlearn.alignment import soft_minimum
 from vtlearn.losses.s2dtw_nce import s2dtw_nce_loss
 
 GAMMA = 0.1
@@ -104,7 +103,8 @@ def scan_soft_dtw(cost: jax.Array, gamma: float) -> jax.Array:
     def row_step(previous_row, cost_row):  # r_{i-1, 0..m} [m+1, B]; δ_{i, 1..m} [m, B].
         def cell_step(left, inputs):  # left: r_{i, j-1}.
             cost_ij, up, up_left = inputs
-            r = cost_ij + soft_minimum(up, left, up_left, gamma)
+            neighbours = jnp.stack([up, left, up_left])
+            r = cost_ij - gamma * jax.nn.logsumexp(-neighbours / gamma, axis=0)
             return r, r
 
         _, row = lax.scan(
