@@ -117,3 +117,17 @@ def test_grouped_retrieval_brute_force():
     got = grouped_retrieval_metrics(sim, groups, recall_at=(1,))
     assert got["t2v/R@1"] == 100 * np.mean(np.array(t2v) <= 1)
     assert got["t2v/MeanR"] == np.mean(t2v) and got["v2t/MeanR"] == np.mean(v2t)
+
+
+def test_grouped_chance_recall_matches_random_scores():
+    """Closed form vs the mean of `grouped_retrieval_metrics` over random similarities."""
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 7, size=40)
+    k = 5
+    chance = retrieval.grouped_chance_recall(groups, k)
+    trials = [retrieval.grouped_retrieval_metrics(rng.normal(size=(40, 40)), groups, (k,))
+              for _ in range(2000)]
+    for name in ("t2v", "v2t"):
+        simulated = np.mean([t[f"{name}/R@{k}"] for t in trials])
+        np.testing.assert_allclose(chance[f"{name}/R@{k}_chance"], simulated, atol=1.5)
+    assert 0 < chance["t2v/R@5_chance"] < 100 and chance["v2t/R@5_chance"] == 100 * 5 / 7

@@ -115,6 +115,8 @@ def evaluate(method, state: Any, config: ml_collections.ConfigDict, mesh) -> dic
         similarity = units["text"] @ units["video"].T
         metrics |= {f"retrieval/{k}": v for k, v in retrieval.grouped_retrieval_metrics(
             similarity, groups.reshape(-1)).items()}
+        metrics |= {f"retrieval/{k}": v
+                    for k, v in retrieval.grouped_chance_recall(groups.reshape(-1), 10).items()}
         metrics["retrieval/num_queries"] = float(len(np.unique(groups)))
     if ec.probe:
         cfg = ml_collections.ConfigDict(data.to_dict())

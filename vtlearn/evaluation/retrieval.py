@@ -149,3 +149,27 @@ def grouped_retrieval_metrics(
         out[f"{name}/MedR"] = float(np.median(ranks))
         out[f"{name}/MeanR"] = float(np.mean(ranks))
     return out
+
+
+def grouped_chance_recall(groups: np.ndarray, k: int) -> dict[str, float]:
+    """Expected R@k (percent) of `grouped_retrieval_metrics` for random scores.
+
+    Text-to-video: a query whose group has g of the N videos is a hit when one
+    of them lands in the top k, probability 1 − C(N−g, k) / C(N, k).
+    Video-to-text: the own text is one of G, probability min(k, G) / G.
+    (Ties have probability zero for continuous random scores.)
+
+    Args:
+        groups: int [N] text group of each segment.
+        k: the cut-off.
+
+    Returns:
+        {"t2v/R@k_chance": ..., "v2t/R@k_chance": ...}.
+    """
+    _, sizes = np.unique(np.asarray(groups), return_counts=True)
+    n, num_groups = int(sizes.sum()), len(sizes)
+    # C(N−g, k)/C(N, k) = Π_{i<k} (N−g−i)/(N−i), zero once N−g−i ≤ 0.
+    steps = np.arange(min(k, n))
+    miss = np.prod(np.clip((n - sizes[:, None] - steps) / (n - steps), 0.0, None), axis=1)
+    return {f"t2v/R@{k}_chance": 100.0 * float(np.mean(1.0 - miss)),
+            f"v2t/R@{k}_chance": 100.0 * min(k, num_groups) / num_groups}
