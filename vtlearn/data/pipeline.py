@@ -480,7 +480,7 @@ def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,
     iterator = dataset.as_numpy_iterator()
     while True:
         try:
-            yield next(iterator)
+            batch = next(iterator)
         except StopIteration:
             return
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -490,6 +490,9 @@ def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,
             if found is None:
                 raise
             raise found from e
+        # Outside the try: closing the generator (at exit, when TensorFlow may
+        # be half torn down) must not evaluate the except clauses.
+        yield batch
 
 
 def iterate_train(cfg: ml_collections.ConfigDict, batch_size: int, *,

@@ -42,7 +42,9 @@ def resolve_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
         ds = lab.generate_lab(settings, cache)
         data.train_files = _pattern(ds.train_files)
         data.eval_files = data.eval_files or _pattern(ds.test_files)
-        data.probe_files = data.probe_files or _pattern(ds.train_files)
+        # The probe's classifier is fit on the val split, labelled videos held
+        # out from pre-training (as HMDB/UCF are), and scored on the test split.
+        data.probe_files = data.probe_files or _pattern(ds.val_files)
         data.vocab_path = data.vocab_path or str(ds.vocab_path)
     if not data.train_files or not data.vocab_path:
         raise NoDataError(NO_DATA_MESSAGE)
