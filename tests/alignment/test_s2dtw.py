@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vtlearn.alignment import local_neighborhood_smoothing
+from vtlearn.alignment import pairwise_distance
 from vtlearn.alignment import s2dtw
 from vtlearn.alignment import s2dtw_from_distances
 
@@ -234,3 +235,18 @@ def test_weak_alignment_skips_an_irrelevant_caption():
     forced = s2dtw_from_distances(delta, local_smoothing=False, weak_alignment=False)
     np.testing.assert_allclose(weak[1], weak[0], atol=1e-4)
     np.testing.assert_allclose(forced[1] - forced[0], 45.0, rtol=1e-3)
+
+
+def test_orthogonal_caption_is_skipped_under_cosine_but_not_negative_dot():
+    """A caption orthogonal to every clip: δ = 0 < φ under −⟨x, y⟩ (aligned to a
+    clip), δ = 1 > φ under 1 − cos (routed through dummies); see the module docstring."""
+    eye = np.eye(3, dtype=np.float32)
+    clips, captions = eye[[0, 1]], eye[[0, 2, 1]]  # caption 2 matches no clip
+
+    def caption_2_alignment(distance):
+        delta = pairwise_distance(jnp.asarray(clips), jnp.asarray(captions), distance)
+        grad = jax.grad(lambda d: s2dtw_from_distances(d, local_smoothing=False))(delta)
+        return float(grad[:, 1].sum())  # expected number of clips caption 2 is aligned to
+
+    assert caption_2_alignment("neg_dot") > 0.9
+    assert caption_2_alignment("cosine") < 0.05

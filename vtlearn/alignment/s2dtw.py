@@ -28,6 +28,18 @@ and the value is read at the corner of that valid region; distances outside
 the valid region never influence the value and receive zero gradient.
 Padding embeddings must be finite (zeros are fine).
 
+When is an element skipped? A path through a dummy row or column costs φ per
+cell, a real pair costs δ̂. With the release's defaults (negative dot product
+of unit vectors, δ ∈ [−1, 1], and smoothing adding the neighbours' soft
+minimum, so δ̂ ∈ [−2 − γ log 3, 2]) a caption is routed through dummies only
+where δ̂ > φ = 0.5, i.e. where it and its neighbourhood are *anti*-correlated
+with the clips (the paper's Fig. 5 shows such matrices, "most elements greater
+than zero"); an irrelevant caption that is merely orthogonal (δ ≈ 0) next to
+well-aligned pairs (δ ≈ −1) has δ̂ ≈ −1 and stays aligned. With
+`distance="cosine"` (δ = 1 − cos ∈ [0, 2]) orthogonal pairs already exceed φ.
+`test_orthogonal_caption_is_skipped_under_cosine_but_not_negative_dot` in
+`tests/alignment/test_s2dtw.py` shows both (without smoothing).
+
 Everything can run batch-last ([n, m, ...] distance matrices, `batch_last=True`),
 the layout the soft-DTW scan uses internally.
 """
