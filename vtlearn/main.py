@@ -37,7 +37,8 @@ def main(argv):
     _quiet_orbax_info_logs()
     jax.config.update("jax_compilation_cache_dir", os.environ.get(
         "VTLEARN_COMPILATION_CACHE", os.path.expanduser("~/.cache/vtlearn/jax")))
-    if _COORDINATOR.value or _DISTRIBUTED.value:
+    distributed = bool(_COORDINATOR.value or _DISTRIBUTED.value)
+    if distributed:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                    _PROCESS_ID.value)
     from vtlearn.data.pipeline import keep_tensorflow_on_host
@@ -52,6 +53,10 @@ def main(argv):
         train.train_and_evaluate(config, workdir)
     except NoDataError as e:
         sys.exit(str(e))
+    if distributed:
+        # Leave through the shutdown barrier: a process that exits while its
+        # peers still talk to the coordination service makes them abort.
+        jax.distributed.shutdown()
 
 
 def _quiet_orbax_info_logs():

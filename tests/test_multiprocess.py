@@ -1,0 +1,113 @@
+"""Two real JAX processes (4 CPU devices each, gloo collectives) run one job.
+
+`python -m vtlearn.main` with `--coordinator_address/--num_processes/--process_id`
+on the tiny lab (2 shards per split, so each process reads its own files):
+the global batch spans both processes, process 0 alone writes metrics,
+checkpoints hold both data positions, evaluation gathers both processes'
+units, and a 2-process restart resumes each process at its own position.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from vtlearn.config_defaults import load_config
+from vtlearn.data import lab, pipeline
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+# Not in the default run yet: on 2 busy cores the processes' compile times can
+# drift apart by more than the 30 s gloo allows to set up a collective
+# ("Gloo context initialization failed: DEADLINE_EXCEEDED: GetKeyValue() timed
+# out"); it passed 2 of 4 runs. Run with VTLEARN_MULTIPROCESS_TESTS=1.
+pytestmark = pytest.mark.skipif(not os.environ.get("VTLEARN_MULTIPROCESS_TESTS"),
+                                reason="set VTLEARN_MULTIPROCESS_TESTS=1 (flaky on 2 cores)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_job(workdir, lab_data, cache_dir, *overrides):
+    """Runs both processes to completion; returns their combined logs."""
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", VTLEARN_COMPILATION_CACHE=str(cache_dir),
+               XLA_FLAGS="--xla_force_host_platform_device_count=4 "
+                         "--xla_backend_optimization_level=0")
+    common = [
+        sys.executable, "-m", "vtlearn.main", f"--config={ROOT}/configs/milnce_s3d.py:tiny",
+        f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2", "--config.data.lab=",
+        "--config.data.train_files=" + ",".join(map(str, lab_data.train_files)),
+        "--config.data.eval_files=" + ",".join(map(str, lab_data.test_files)),
+        "--config.data.probe_files=" + ",".join(map(str, lab_data.train_files)),
+        f"--config.data.vocab_path={lab_data.vocab_path}",
+        "--config.train.checkpoint_every=2", "--config.eval.probe=False",
+        *overrides,
+    ]
+    procs = [subprocess.Popen(common + [f"--process_id={i}"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    logs = []
+    try:
+        for i, proc in enumerate(procs):
+            out, _ = proc.communicate(timeout=1200)
+            logs.append(out)
+            assert proc.returncode == 0, f"process {i} failed:\n{_excerpt(out)}"
+    finally:
+        for proc in procs:
+            proc.kill()
+    return logs
+
+
+def _excerpt(log: str) -> str:
+    """Error lines and the tail of a log, without the fatal-error module list."""
+    lines = [x for x in log.splitlines() if not x.startswith("Extension modules:")]
+    errors = [x for x in lines if any(w in x for w in ("Error", "Fatal", "Check failed",
+                                                       "terminate", "abort"))]
+    return "\n".join(errors[:20] + ["..."] + lines[-40:])
+
+
+def _query_texts(lab_data, process_index):
+    """The distinct retrieval queries (token ids) of one process's eval files."""
+    config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
+    config.data.update(lab="", eval_files=",".join(map(str, lab_data.test_files)),
+                       vocab_path=str(lab_data.vocab_path), eval_unit="caption")
+    batches = pipeline.iterate_eval(config.data, 8, process_index=process_index,
+                                    process_count=2)
+    return {tuple(ids) for b in batches for ids in b["text"][:, 0][b["valid"].astype(bool)]}
+
+
+@pytest.mark.slow
+def test_two_processes_train_checkpoint_evaluate_and_resume(tmp_path):
+    lab_data = lab.generate_lab(lab.lab_config("tiny", num_shards=(2, 2, 2)), tmp_path / "lab")
+    workdir, cache = tmp_path / "run", tmp_path / "jax_cache"
+
+    logs = _run_job(workdir, lab_data, cache, "--config.train.num_steps=2",
+                    "--config.train.eval_every=2")
+    for log in logs:
+        assert "2 process(es), 8 device(s)" in log, log[-3000:]
+    assert [p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()] == ["2"]
+    positions = json.loads((workdir / "checkpoints/2/data/metadata").read_text())["positions"]
+    # Each process read 4 samples per step from its own shard (indices from 0).
+    assert len(positions) == 2 and all(p >= 8 for p in positions)
+    lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["split"] == "train"] == [2]  # process 0 only
+    (evaluation,) = [x for x in lines if x["split"] == "eval"]
+    # Test videos live in 2 shards, one per process: both processes' queries are scored.
+    queries = [_query_texts(lab_data, process) for process in range(2)]
+    assert evaluation["retrieval/num_queries"] == len(queries[0] | queries[1])
+    assert queries[0] != queries[1]  # the union is not what one process alone sees
+
+    logs = _run_job(workdir, lab_data, cache, "--config.train.num_steps=3",
+                    "--config.train.eval_every=0")
+    for i, log in enumerate(logs):
+        assert f"Resumed from step 2 (data position {positions[i]})" in log, log[-3000:]
+    assert (workdir / "checkpoints/3").is_dir()
