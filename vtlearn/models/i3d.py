@@ -7,7 +7,6 @@ in [0, 1]; a 32×224×224 clip gives a 4×7×7×1024 `mixed_5c_map`.
 
 from __future__ import annotations
 
-import functools
 
 import flax.linen as nn
 import jax
@@ -15,22 +14,11 @@ import jax
 from vtlearn.models import layers
 
 
-class I3D(nn.Module):
+class I3D(layers.InceptionBackbone):
     """Inflated Inception-v1 with MIL-NCE's joint-space head.
 
-    Attributes:
-        embedding_dim: width of the `video_embedding` Linear; None drops it.
-        bn_epsilon, bn_momentum, bn_group_size: see `layers.BatchNorm`.
-        pool_padding: see `layers.max_pool_3d`.
-        conv_lowering: see `layers.conv3d_same`; same parameters either way.
+    Attributes: those of `layers.InceptionBackbone`.
     """
-
-    embedding_dim: int | None = 512
-    bn_epsilon: float = 1e-3
-    bn_momentum: float = 0.9
-    bn_group_size: int | None = None
-    pool_padding: layers.PoolPadding = "tf_same"
-    conv_lowering: layers.ConvLowering = "factorized"
 
     @nn.compact
     def __call__(self, video: jax.Array, train: bool) -> dict[str, jax.Array]:
@@ -45,10 +33,7 @@ class I3D(nn.Module):
             `mixed_5c` [B, 1024] and `video_embedding` [B, embedding_dim].
         """
         layers.check_video(video)
-        unit = functools.partial(
-            layers.make_unit, separable=False, bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum, bn_group_size=self.bn_group_size,
-            conv_lowering=self.conv_lowering)
+        unit = self.unit_factory(separable=False)
         x = unit(64, (7, 7, 7), (2, 2, 2), name="conv1")(video, train)
         x = layers.inception_v1_trunk(x, unit=unit, gating=False,
                                       pool_padding=self.pool_padding, train=train)

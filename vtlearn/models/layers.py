@@ -420,6 +420,35 @@ def inception_v1_trunk(x: jax.Array, *, unit: UnitFactory, gating: bool,
     return x
 
 
+class InceptionBackbone(nn.Module):
+    """Fields and unit factory S3D-G and I3D share (subclasses add the stem).
+
+    Attributes:
+        embedding_dim: width of the `video_embedding` Linear; None drops it.
+        bn_epsilon: 1e-5 in the public MIL-NCE release, 1e-3 in TF-slim.
+        bn_momentum: running-average decay, Flax convention (see `BatchNorm`).
+        bn_group_size: per-group (e.g. per-device) batch statistics; None uses
+            the whole (global, when sharded under jit) batch.
+        pool_padding: "tf_same" or "pytorch_port" (see `max_pool_3d`).
+        conv_lowering: "factorized" (faster on CPU, see
+            benchmarks/s3d_train_step.py) or "xla_3d"; same parameters.
+    """
+
+    embedding_dim: int | None = 512
+    bn_epsilon: float = 1e-3
+    bn_momentum: float = 0.9
+    bn_group_size: int | None = None
+    pool_padding: PoolPadding = "tf_same"
+    conv_lowering: ConvLowering = "factorized"
+
+    def unit_factory(self, separable: bool) -> UnitFactory:
+        """`make_unit` with this backbone's BatchNorm and lowering settings."""
+        return functools.partial(
+            make_unit, separable=separable, bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum, bn_group_size=self.bn_group_size,
+            conv_lowering=self.conv_lowering)
+
+
 def video_endpoints(mixed_5c_map: jax.Array, embedding_dim: int | None) -> dict[str, jax.Array]:
     """Global average pool and the joint-space Linear (`fc`, Table 1 left).
 

@@ -18,7 +18,6 @@ statistics. (S3D without gating and head has 7,920,992.)
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
 import flax.linen as nn
@@ -47,7 +46,7 @@ def space_to_depth(video: jax.Array) -> jax.Array:
     return x.reshape(b, t // 2, h // 2, w // 2, 8 * c)
 
 
-class S3DG(nn.Module):
+class S3DG(layers.InceptionBackbone):
     """S3D-G with MIL-NCE's joint-space head.
 
     Attributes:
@@ -57,25 +56,11 @@ class S3DG(nn.Module):
             or "separable_7x7x7" (TF-slim: 1×7×7 stride (1,2,2) then 7×1×1
             stride (2,1,1)). All give 64 channels at half resolution.
         gating: self-gating (the "G" of S3D-G).
-        embedding_dim: width of the `video_embedding` Linear; None drops it.
-        bn_epsilon: 1e-5 in the public release, 1e-3 in TF-slim.
-        bn_momentum: running-average decay, Flax convention (see
-            `layers.BatchNorm`).
-        bn_group_size: per-group (e.g. per-device) batch statistics; None uses
-            the whole (global, when sharded under jit) batch.
-        pool_padding: "tf_same" or "pytorch_port" (see `layers.max_pool_3d`).
-        conv_lowering: "factorized" (faster on CPU, see
-            benchmarks/s3d_train_step.py) or "xla_3d"; same parameters.
+        Plus the shared fields of `layers.InceptionBackbone`.
     """
 
     stem: Stem = "space_to_depth"
     gating: bool = True
-    embedding_dim: int | None = 512
-    bn_epsilon: float = 1e-3
-    bn_momentum: float = 0.9
-    bn_group_size: int | None = None
-    pool_padding: layers.PoolPadding = "tf_same"
-    conv_lowering: layers.ConvLowering = "factorized"
 
     @nn.compact
     def __call__(self, video: jax.Array, train: bool) -> dict[str, jax.Array]:
@@ -92,11 +77,7 @@ class S3DG(nn.Module):
             [B, embedding_dim].
         """
         layers.check_video(video)
-        plain = functools.partial(
-            layers.make_unit, separable=False, bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum, bn_group_size=self.bn_group_size,
-            conv_lowering=self.conv_lowering)
-        unit = functools.partial(plain, separable=True)
+        plain, unit = self.unit_factory(separable=False), self.unit_factory(separable=True)
         if self.stem == "space_to_depth":
             x = plain(64, (2, 4, 4), name="conv1")(space_to_depth(video), train)
         elif self.stem == "conv_3x7x7":
