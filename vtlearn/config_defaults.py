@@ -54,6 +54,9 @@ def use_lab(config: ml_collections.ConfigDict, preset: str, **lab_overrides) -> 
     config.data.features_2d = 0
     config.data.features_3d = 0
     config.data.eval_text_key = "caption/clean_string"
+    # Lab narrations name directions ("moves left") and show digits: a mirrored
+    # clip would contradict its own captions.
+    config.data.flip = False
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
