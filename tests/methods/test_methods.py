@@ -90,20 +90,44 @@ class _TinyVideo(nn.Module):
         return {"mixed_5c": features, "video_embedding": nn.Dense(8)(features)}
 
 
-@pytest.mark.parametrize("kind", ["milnce", "max_nce", "attn_nce", "cat_nce"])
-def test_milnce_method_feeds_the_loss_family(kind, tmp_path):
-    """MilNce.loss == milnce_family_loss on embeddings computed by hand (Attn+NCE's
-    attention logits from eqs. 7-9: head(mixed_5c) . head(pooled words))."""
+def _wired_milnce(tmp_path, **loss):
+    """A MilNce method with the stand-in backbone, a batch, params and state."""
     config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
     Vocabulary([f"w{i}" for i in range(19)]).save(tmp_path / "vocab.txt")
     config.data.vocab_path = str(tmp_path / "vocab.txt")
     config.model.update(embedding_dim=8)
     config.model.text.update(hidden_dim=16, word_dim=6)
-    config.loss.kind = kind
+    config.loss.update({"temperature": 0.0, **loss})  # the paper's raw dot products by default
     method = get_method("milnce")(config, num_devices=1)
     method.video_model = _TinyVideo()
     batch = _batch(config, np.random.default_rng(0))
     params, state = method.init(jax.random.PRNGKey(0), batch)
+    return method, batch, params, state
+
+
+def test_milnce_temperature_scores_cosine_over_temperature(tmp_path):
+    method, batch, params, state = _wired_milnce(tmp_path, temperature=0.1)
+    value, _ = method.loss(params, state, batch, jax.random.PRNGKey(1))
+    out, _ = method.video_model.apply({"params": params["video"], "batch_stats": state["video"]},
+                                      batch["video"], train=True, mutable=["batch_stats"])
+    video = np.asarray(out["video_embedding"], np.float64)
+    text = np.asarray(method.text_model.apply({"params": params["text"]}, batch["text"]),
+                      np.float64)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    want, _ = milnce_losses.milnce_family_loss(unit(video) / 0.1, unit(text), batch["text_mask"])
+    np.testing.assert_allclose(float(value), float(want), rtol=1e-5)
+    # Evaluation scores the same cosine similarities.
+    embedded = method.embed_video(params, state, {"video": batch["video"]})["embedding"]
+    np.testing.assert_allclose(np.linalg.norm(embedded, axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(method.embed_text(params, state, batch["text"]),
+                                              axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["milnce", "max_nce", "attn_nce", "cat_nce"])
+def test_milnce_method_feeds_the_loss_family(kind, tmp_path):
+    """MilNce.loss == milnce_family_loss on embeddings computed by hand (Attn+NCE's
+    attention logits from eqs. 7-9: head(mixed_5c) . head(pooled words))."""
+    method, batch, params, state = _wired_milnce(tmp_path, kind=kind)
     value, (new_state, _) = method.loss(params, state, batch, jax.random.PRNGKey(1))
 
     out, _ = method.video_model.apply({"params": params["video"], "batch_stats": state["video"]},

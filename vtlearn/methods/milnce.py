@@ -10,6 +10,11 @@ Attn+NCE (Appendix A, eqs. 7-9) adds attention heads that share every layer
 with f and g but the last Linear: `attn_video` maps `mixed_5c` to 512,
 `attn_text` maps the text model's pooled words to 512, and the attention
 logits are their dot products.
+
+The paper scores pairs by raw dot products. `config.loss.temperature > 0`
+instead scores cosine similarity / temperature (embeddings L2-normalised,
+in training and in evaluation), a common stabiliser for small batches and
+short runs that is not part of MIL-NCE; 0 (default) is the paper's.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from vtlearn import sharding
+from vtlearn.alignment import l2_normalize
 from vtlearn.losses import milnce as losses
 from vtlearn.methods.video_text import VideoTextMethod
 
@@ -48,14 +54,17 @@ class MilNce(VideoTextMethod):
         if lc.kind == "cat_nce":
             tokens = losses.concat_candidate_tokens(tokens, mask)
             mask = mask[:, :1]
-        inputs = dict(video=out["video_embedding"], text_mask=mask)
+        inputs = dict(video=self._joint(out["video_embedding"]), text_mask=mask)
         if self.attention:
-            inputs["text"], pooled = self.apply_text(params, tokens, return_pooled=True)
+            text, pooled = self.apply_text(params, tokens, return_pooled=True)
             av = self.attn_video.apply({"params": params["attn_video"]}, out["mixed_5c"])
             at = self.attn_text.apply({"params": params["attn_text"]}, pooled)
             inputs["attention_logits"] = jnp.einsum("bd,bkd->bk", av, at)
         else:
-            inputs["text"] = self.apply_text(params, tokens)
+            text = self.apply_text(params, tokens)
+        inputs["text"] = self._joint(text)
+        if self.config.loss.temperature:
+            inputs["video"] = inputs["video"] / self.config.loss.temperature
         kwargs = dict(kind=lc.kind, negatives=lc.negatives, margin=lc.margin)
         if lc.num_negatives:
             kwargs.update(num_negatives=lc.num_negatives, rng=rng)
@@ -69,3 +78,14 @@ class MilNce(VideoTextMethod):
             raise ValueError(f"config.loss.negative_scope must be 'global' or 'device', "
                              f"got {lc.negative_scope!r}")
         return value, (state, {})
+
+    def _joint(self, embedding):
+        """The embedding as scored: L2-normalised when a temperature is set."""
+        return l2_normalize(embedding) if self.config.loss.temperature else embedding
+
+    def embed_video(self, params, state, clips):
+        out = super().embed_video(params, state, clips)
+        return dict(out, embedding=self._joint(out["embedding"]))
+
+    def embed_text(self, params, state, text):
+        return self._joint(super().embed_text(params, state, text))
