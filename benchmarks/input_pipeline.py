@@ -148,6 +148,7 @@ def local_data(cache_dir: Path) -> ml_collections.ConfigDict:
     """Data config of `configs/milnce_s3d.py:local`, its lab generated into `cache_dir`."""
     config = load_config(f"{CONFIG}:local")
     config.data.lab_dir = str(cache_dir)
+    config.data.flip = True  # lab runs do not flip; measure the paper's augmentation
     return resolve_data(config).data
 
 
