@@ -10,6 +10,7 @@ per-device negatives instead.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import jax
@@ -73,3 +74,57 @@ def to_host(tree: Any) -> Any:
     if jax.process_count() == 1:
         return jax.device_get(tree)
     return multihost_utils.process_allgather(tree, tiled=True)
+
+
+# Longer than any compile: barriers wait for the slowest process to compile.
+BARRIER_TIMEOUT_SECONDS = 3600
+_BARRIER_IDS = itertools.count()  # barrier names are unique and agree across processes
+
+
+def barrier(name: str, timeout_seconds: int = BARRIER_TIMEOUT_SECONDS) -> None:
+    """Waits until every process has reached the barrier `name` (no-op alone).
+
+    Runs on the coordination service of `jax.distributed`, not as a device
+    collective, so it may wait far longer than a collective is allowed to
+    set up (30 s for gloo on CPU). Every process must pass the same names in
+    the same order.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the client jax.distributed.initialize made
+
+    distributed.global_state.client.wait_at_barrier(name, timeout_seconds * 1000)
+
+
+def jit(fn, **jit_kwargs):
+    """`jax.jit(fn, **jit_kwargs)` whose processes start each program together.
+
+    With several processes, each new argument signature is compiled ahead of
+    its first call, then every process waits at a `barrier` before running
+    it: compile times differ between hosts (by minutes on busy CPUs), and a
+    collective whose peers arrive that far apart fails. With one process this
+    is `jax.jit` itself.
+    """
+    jitted = jax.jit(fn, **jit_kwargs)
+    if jax.process_count() == 1:
+        return jitted
+    compiled = {}
+    name = getattr(fn, "__qualname__", repr(fn))
+    static = jit_kwargs.get("static_argnums", ())
+    static = {static} if isinstance(static, int) else set(static)
+
+    def signature(args):
+        leaves, treedef = jax.tree.flatten(args)
+        return treedef, tuple(
+            (x.shape, x.dtype, getattr(x, "weak_type", False), getattr(x, "sharding", None))
+            if isinstance(x, (jax.Array, np.ndarray)) else x
+            for x in leaves)
+
+    def call(*args):
+        key = signature(args)
+        if key not in compiled:
+            compiled[key] = jitted.lower(*args).compile()
+            barrier(f"vtlearn/jit/{next(_BARRIER_IDS)}/{name}")
+        return compiled[key](*[a for i, a in enumerate(args) if i not in static])
+
+    return call

@@ -58,7 +58,7 @@ class Trainer:
 
     def init_state(self, batch_spec: dict[str, jax.ShapeDtypeStruct]) -> TrainState:
         """Fresh state (replicated); batch_spec gives per-example shapes."""
-        return jax.jit(self._init, static_argnums=0, out_shardings=self.replicated)(
+        return sharding.jit(self._init, static_argnums=0, out_shardings=self.replicated)(
             _frozen_spec(batch_spec))
 
     def abstract_state(self, batch_spec) -> TrainState:
@@ -89,7 +89,7 @@ class Trainer:
     @property
     def _jit_step(self):
         if not hasattr(self, "_step_fn"):
-            self._step_fn = jax.jit(self._step, donate_argnums=0,
+            self._step_fn = sharding.jit(self._step, donate_argnums=0,
                                     out_shardings=(self.replicated, self.replicated))
         return self._step_fn
 

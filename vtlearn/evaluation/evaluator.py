@@ -28,8 +28,8 @@ CLIP_KEYS = ("video", "audio", "features_2d", "features_3d")
 
 @functools.lru_cache(maxsize=8)
 def _jitted(method):
-    video = jax.jit(method.embed_video)
-    text = jax.jit(method.embed_text)
+    video = sharding.jit(method.embed_video)
+    text = sharding.jit(method.embed_text)
     return video, text
 
 
