@@ -90,7 +90,7 @@ class Trainer:
     def _jit_step(self):
         if not hasattr(self, "_step_fn"):
             self._step_fn = sharding.jit(self._step, donate_argnums=0,
-                                    out_shardings=(self.replicated, self.replicated))
+                                         out_shardings=(self.replicated, self.replicated))
         return self._step_fn
 
     def _step(self, state: TrainState, batch):
