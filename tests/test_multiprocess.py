@@ -24,7 +24,6 @@ ROOT = pathlib.Path(__file__).parents[1]
 # The processes' compile times drift apart by minutes on 2 busy cores; gloo
 # gives a collective 30 s to set up, so `sharding.jit` waits at a barrier of
 # the coordination service after compiling (without it this failed 2 of 4 runs).
-pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

@@ -7,7 +7,6 @@ in [0, 1]; a 32×224×224 clip gives a 4×7×7×1024 `mixed_5c_map`.
 
 from __future__ import annotations
 
-
 import flax.linen as nn
 import jax
 
