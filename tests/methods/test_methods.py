@@ -123,6 +123,11 @@ def test_milnce_temperature_scores_cosine_over_temperature(tmp_path):
                                               axis=-1), 1.0, rtol=1e-5)
 
 
+def test_milnce_rejects_a_negative_temperature(tmp_path):
+    with pytest.raises(ValueError, match="config.loss.temperature"):
+        _wired_milnce(tmp_path, temperature=-0.1)
+
+
 @pytest.mark.parametrize("kind", ["milnce", "max_nce", "attn_nce", "cat_nce"])
 def test_milnce_method_feeds_the_loss_family(kind, tmp_path):
     """MilNce.loss == milnce_family_loss on embeddings computed by hand (Attn+NCE's

@@ -34,6 +34,9 @@ class MilNce(VideoTextMethod):
 
     def __init__(self, config, num_devices):
         super().__init__(config, num_devices)
+        if config.loss.temperature < 0:
+            raise ValueError(f"config.loss.temperature must be >= 0 (0: the paper's dot "
+                             f"products), got {config.loss.temperature}")
         self.attention = config.loss.kind == "attn_nce"
         self.attn_video = nn.Dense(config.model.embedding_dim)
         self.attn_text = nn.Dense(config.model.embedding_dim)
