@@ -1,4 +1,9 @@
-"""The shared trainer end to end on the tiny lab: train, evaluate, checkpoint, resume."""
+"""The shared trainer end to end on the tiny lab: train, evaluate, checkpoint, resume.
+
+The first test runs the README's main job (MIL-NCE, S3D-G from pixels) at tiny
+size; the trainer's own promises (resume, NaN handling) are checked with the
+feature tower, which compiles in seconds instead of minutes.
+"""
 
 import json
 import pathlib
@@ -9,6 +14,7 @@ import pytest
 
 from vtlearn import train
 from vtlearn.config_defaults import load_config
+from vtlearn.config_defaults import use_lab_features
 from vtlearn.data import sources
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -19,18 +25,23 @@ def lab_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("lab"))
 
 
-def _config(lab_dir, **train_overrides):
+def _config(lab_dir, features=False, **train_overrides):
     config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
     config.data.lab_dir = lab_dir
+    if features:
+        use_lab_features(config)
     config.train.update(train_overrides)
     return config
 
 
-def _params(workdir, step):
+def _state(workdir, step):
     import orbax.checkpoint as ocp
 
-    restored = ocp.StandardCheckpointer().restore(f"{workdir}/checkpoints/{step}/state")
-    return restored["params"]
+    return ocp.StandardCheckpointer().restore(f"{workdir}/checkpoints/{step}/state")
+
+
+def _params(workdir, step):
+    return _state(workdir, step)["params"]
 
 
 @pytest.mark.slow
@@ -49,30 +60,34 @@ def test_train_evaluate_checkpoint(lab_dir, tmp_path):
 @pytest.mark.slow
 def test_resume_continues_like_uninterrupted_run(lab_dir, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train.train_and_evaluate(_config(lab_dir, eval_every=0), str(straight))
-    train.train_and_evaluate(_config(lab_dir, eval_every=0, num_steps=2), str(split))
-    train.train_and_evaluate(_config(lab_dir, eval_every=0), str(split))  # resumes at 2
-    a, b = _params(straight, 4), _params(split, 4)
+    train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(straight))
+    train.train_and_evaluate(_config(lab_dir, True, eval_every=0, num_steps=2), str(split))
+    train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(split))  # resumes at 2
+    a, b = _state(straight, 4), _state(split, 4)
+    # Params, optimizer moments, BatchNorm statistics, step and RNG all agree.
+    assert jax.tree.structure(a) == jax.tree.structure(b)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
-    # Training moved the params (the check above is not vacuous).
-    init = _params(split, 2)
-    assert not np.allclose(init["video"]["conv1"]["conv1"]["kernel"],
-                           a["video"]["conv1"]["conv1"]["kernel"])
+    # Training moved the params and the statistics (the check above is not vacuous).
+    init = _state(split, 2)
+    assert not np.allclose(init["params"]["video"]["fc1"]["kernel"],
+                           a["params"]["video"]["fc1"]["kernel"])
+    assert not np.allclose(init["model_state"]["video"]["bn1"]["mean"],
+                           a["model_state"]["video"]["bn1"]["mean"])
 
 
 @pytest.mark.slow
 def test_nonfinite_stops_and_keeps_last_good_checkpoint(lab_dir, tmp_path, monkeypatch):
-    train.train_and_evaluate(_config(lab_dir, eval_every=0, num_steps=2), str(tmp_path))
+    train.train_and_evaluate(_config(lab_dir, True, eval_every=0, num_steps=2), str(tmp_path))
     good = _params(tmp_path, 2)
     real = train.pipeline.iterate_train
 
-    def poisoned(*args, **kwargs):  # a corrupt input: NaN pixels from step 3 on
+    def poisoned(*args, **kwargs):  # a corrupt input: NaN features from step 3 on
         for batch in real(*args, **kwargs):
-            yield dict(batch, video=np.full_like(batch["video"], np.nan))
+            yield dict(batch, features_2d=np.full_like(batch["features_2d"], np.nan))
 
     monkeypatch.setattr(train.pipeline, "iterate_train", poisoned)
     with pytest.raises(train.NonFiniteError, match="NaN/Inf"):
-        train.train_and_evaluate(_config(lab_dir, eval_every=0), str(tmp_path))
+        train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(tmp_path))
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [2]
     jax.tree.map(np.testing.assert_array_equal, good, _params(tmp_path, 2))

@@ -59,6 +59,21 @@ def use_lab(config: ml_collections.ConfigDict, preset: str, **lab_overrides) -> 
     config.data.flip = False
 
 
+def use_lab_features(config: ml_collections.ConfigDict) -> None:
+    """Swaps the pixel backbone for `vtlearn.models.features` on the lab's features.
+
+    Same as `--config.model.video.name=features --config.data.video=False
+    --config.data.features_2d=D2 --config.data.features_3d=D3` with the lab
+    preset's feature sizes (64 each for "local", 16 for "tiny").
+    """
+    from vtlearn.data import lab
+
+    preset = lab.lab_config(config.data.lab)
+    config.model.video.name = "features"
+    config.data.update(video=False, features_2d=preset.features_2d,
+                       features_3d=preset.features_3d)
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Loads `path/to/config.py[:arg]` as `--config` would (for notebooks, tests)."""
     import importlib.util

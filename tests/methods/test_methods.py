@@ -11,6 +11,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vtlearn import sharding, train
 from vtlearn.config_defaults import load_config
+from vtlearn.config_defaults import use_lab_features
 from vtlearn.data import sources
 from vtlearn.data.text import Vocabulary
 from vtlearn.losses import milnce as milnce_losses
@@ -26,19 +27,24 @@ def lab_dir(tmp_path_factory):
 
 def _batch(config, rng):
     b, k, d = config.train.batch_size, config.data.num_candidates, config.data
+    if d.video:
+        clips = {"video": rng.uniform(size=(b, d.num_frames, d.crop_size, d.crop_size, 3))}
+    else:
+        clips = {key: rng.normal(size=(b, d[key])) for key in ("features_2d", "features_3d")}
     return {
-        "video": rng.uniform(size=(b, d.num_frames, d.crop_size, d.crop_size, 3)).astype(
-            np.float32
-        ),
+        **{key: x.astype(np.float32) for key, x in clips.items()},
         "text": rng.integers(0, 20, (b, k, d.max_words)).astype(np.int32),
         "text_mask": np.arange(k)[None].repeat(b, 0) < rng.integers(1, k + 1, (b, 1)),
     }
 
 
-@pytest.mark.slow
 def test_sharded_milnce_equals_single_device(lab_dir):
+    # The feature tower has the same BatchNorm as S3D-G, so this checks global
+    # negatives and cross-replica statistics in seconds instead of minutes
+    # (S3D-G itself trains sharded in tests/test_train.py).
     config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
     config.data.lab_dir = lab_dir
+    use_lab_features(config)
     config = sources.resolve_data(config)
     method = get_method("milnce")(config, num_devices=8)
     batch = _batch(config, np.random.default_rng(0))
@@ -70,10 +76,12 @@ def test_sharded_milnce_equals_single_device(lab_dir):
     assert all(g.sharding.is_fully_replicated for g in jax.tree.leaves(sharded[1]))
 
 
-@pytest.mark.slow
 def test_vttwins_trains_on_the_lab(lab_dir, tmp_path):
+    # On the feature tower: the clip sequences [B, n, D] go through the same
+    # VideoTextMethod.apply_video as S3D-G's [B, n, T, H, W, 3] pixels.
     config = load_config(f"{ROOT}/configs/vttwins_s3d.py:tiny")
     config.data.lab_dir = lab_dir
+    use_lab_features(config)
     metrics = train.train_and_evaluate(config, str(tmp_path))
     assert metrics["retrieval/num_queries"] > 1 and "probe/top1" in metrics
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

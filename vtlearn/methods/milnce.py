@@ -52,7 +52,7 @@ class MilNce(VideoTextMethod):
 
     def loss(self, params, state, batch, rng):
         lc = self.config.loss
-        out, state = self.apply_video(params, state, batch["video"], train=True)
+        out, state = self.apply_video(params, state, batch, train=True)
         tokens, mask = batch["text"], batch["text_mask"]
         if lc.kind == "cat_nce":
             tokens = losses.concat_candidate_tokens(tokens, mask)

@@ -27,12 +27,8 @@ class VtTwins(VideoTextMethod):
 
     def embed_sequences(self, params, state, batch, train: bool):
         """Clip and caption embeddings [B, n, D] (and the new model state)."""
-        video = batch["video"]
-        b, n = video.shape[:2]
-        out, state = self.apply_video(params, state, video.reshape((b * n,) + video.shape[2:]),
-                                      train=train)
-        clips = out["video_embedding"].reshape(b, n, -1)
-        return clips, self.apply_text(params, batch["text"]), state
+        out, state = self.apply_video(params, state, batch, train=train)
+        return out["video_embedding"], self.apply_text(params, batch["text"]), state
 
     def loss(self, params, state, batch, rng):
         lc = self.config.loss
