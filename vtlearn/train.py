@@ -155,7 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, start_index = trainer.init_state(spec), 0
     step = int(state.step)
     writer = metric_writers.MetricWriter(workdir)
-    progress = metric_writers.Progress(tc.num_steps, tc.batch_size, step)
+    clips_per_sample = config.data.num_pairs if config.data.sampler == "sequence" else 1
+    progress = metric_writers.Progress(tc.num_steps, tc.batch_size * clips_per_sample, step)
     position = start_index
     eval_metrics: dict[str, float] = {}
     batches = pipeline.iterate_train(config.data, process_batch, start_index=start_index,

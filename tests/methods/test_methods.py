@@ -85,7 +85,12 @@ def test_vttwins_trains_on_the_lab(lab_dir, tmp_path):
     metrics = train.train_and_evaluate(config, str(tmp_path))
     assert metrics["retrieval/num_queries"] > 1 and "probe/top1" in metrics
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert all(np.isfinite(x["loss"]) for x in lines if x["split"] == "train")
+    train_lines = [x for x in lines if x["split"] == "train"]
+    assert train_lines and all(np.isfinite(x["loss"]) for x in train_lines)
+    # Each sample is a sequence of n clips: throughput counts all of them.
+    clips_per_step = config.train.batch_size * config.data.num_pairs
+    for x in train_lines:
+        assert x["clips_per_second"] == pytest.approx(x["steps_per_second"] * clips_per_step)
 
 
 class _TinyVideo(nn.Module):
