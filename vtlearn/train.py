@@ -127,6 +127,12 @@ def _batch_spec(dataset) -> dict[str, jax.ShapeDtypeStruct]:
             for k, s in dataset.element_spec.items() if k not in HOST_KEYS}
 
 
+def clips_per_step(config: ml_collections.ConfigDict) -> int:
+    """Clips in one global batch: B, or B·n for sequence samples (VT-TWINS)."""
+    per_sample = config.data.num_pairs if config.data.sampler == "sequence" else 1
+    return config.train.batch_size * per_sample
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains `config.method` and evaluates it; resumes from `workdir` if possible.
 
@@ -155,8 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, start_index = trainer.init_state(spec), 0
     step = int(state.step)
     writer = metric_writers.MetricWriter(workdir)
-    clips_per_sample = config.data.num_pairs if config.data.sampler == "sequence" else 1
-    progress = metric_writers.Progress(tc.num_steps, tc.batch_size * clips_per_sample, step)
+    progress = metric_writers.Progress(tc.num_steps, clips_per_step(config), step)
     position = start_index
     eval_metrics: dict[str, float] = {}
     batches = pipeline.iterate_train(config.data, process_batch, start_index=start_index,
