@@ -64,12 +64,14 @@ def finite_difference_gradient(function, cost: np.ndarray, epsilon: float = 1e-6
     return gradient
 
 
-@functools.partial(jax.jit, static_argnames=("gamma", "bandwidth"))
-def values_and_gradient(cost, gamma, lengths_x=None, lengths_y=None, bandwidth=None):
+@functools.partial(jax.jit, static_argnames=("gamma", "bandwidth", "chunks"))
+def values_and_gradient(cost, gamma, lengths_x=None, lengths_y=None, bandwidth=None, chunks=None):
     """Per-example soft-DTW values and the gradient of their sum w.r.t. `cost`."""
 
     def values(c):
-        return soft_dtw(c, gamma, lengths_x=lengths_x, lengths_y=lengths_y, bandwidth=bandwidth)
+        return soft_dtw(
+            c, gamma, lengths_x=lengths_x, lengths_y=lengths_y, bandwidth=bandwidth, chunks=chunks
+        )
 
     return values(cost), jax.grad(lambda c: jnp.sum(values(c)))(cost)
 
@@ -105,6 +107,29 @@ def test_per_example_lengths_batch_together():
         outside = np.ones((6, 5), bool)
         outside[:len_x, :len_y] = False
         np.testing.assert_array_equal(gradient[b][outside], 0.0)
+
+
+@pytest.mark.parametrize("chunks", [2, 3])
+@pytest.mark.parametrize("bandwidth", [None, 2])
+def test_examples_sharing_a_wavefront_match_numpy_loop(chunks, bandwidth):
+    # Chunks of examples side by side in one wavefront (the CPU default for large
+    # batches); 7 examples do not divide into chunks, so padding is exercised too.
+    rng = np.random.default_rng(12)
+    cost = rng.normal(size=(7, 5, 6))
+    lengths_x, lengths_y = np.array([5, 2, 4, 1, 5, 3, 5]), np.array([6, 3, 4, 2, 4, 5, 6])
+    values, gradient = values_and_gradient(
+        jnp.asarray(cost, jnp.float32), 0.2, lengths_x, lengths_y, bandwidth, chunks
+    )
+    gradient = np.asarray(gradient)
+    for b, (len_x, len_y) in enumerate(zip(lengths_x, lengths_y)):
+        def reference(c):
+            return numpy_soft_dtw(c, 0.2, bandwidth)
+
+        valid = cost[b, :len_x, :len_y]
+        np.testing.assert_allclose(values[b], reference(valid), rtol=1e-5)
+        expected = finite_difference_gradient(reference, valid)
+        np.testing.assert_allclose(gradient[b, :len_x, :len_y], expected, atol=2e-5)
+        assert np.all(gradient[b, len_x:] == 0.0) and np.all(gradient[b, :, len_y:] == 0.0)
 
 
 @pytest.mark.parametrize("gamma", [1e-3, 10.0])

@@ -44,6 +44,7 @@ Everything can run batch-last ([n, m, ...] distance matrices, `batch_last=True`)
 the layout the soft-DTW scan uses internally.
 """
 
+import functools
 from typing import Literal
 
 import jax
@@ -55,7 +56,7 @@ from vtlearn.alignment.soft_dtw import Distance
 from vtlearn.alignment.soft_dtw import l2_normalize
 from vtlearn.alignment.soft_dtw import pairwise_distance
 from vtlearn.alignment.soft_dtw import soft_dtw
-from vtlearn.alignment.soft_dtw import soft_minimum
+from vtlearn.alignment.soft_dtw import soft_minimum_and_weights
 
 SmoothingOrigin = Literal["paper", "release"]
 
@@ -80,6 +81,9 @@ def local_neighborhood_smoothing(
 ) -> jax.Array:
     """Eq. 5: δ̂_{i,j} = δ_{i,j} + min^γ{δ_{i-1,j}, δ_{i,j-1}, δ_{i-1,j-1}}.
 
+    Differentiable through a custom VJP (the soft-min's softmax weights are
+    saved, so the backward pass is three shifted multiply-adds).
+
     Args:
       delta: [..., n, m] pairwise distances ([n, m, ...] with `batch_last`).
       gamma: Soft-min parameter of the smoothing.
@@ -101,18 +105,56 @@ def local_neighborhood_smoothing(
         raise ValueError(
             f"Unknown smoothing origin {origin!r}; expected one of {SmoothingOrigin.__args__}."
         )
-    n, m = delta.shape[:2]
-    batch = [(0, 0)] * (delta.ndim - 2)
-    up = jnp.pad(delta[:-1], [(1, 0), (0, 0)] + batch, constant_values=np.inf)
-    left = jnp.pad(delta[:, :-1], [(0, 0), (1, 0)] + batch, constant_values=np.inf)
-    diagonal = jnp.pad(delta[:-1, :-1], [(1, 0), (1, 0)] + batch, constant_values=np.inf)
-    first_cell = np.zeros((n, m) + (1,) * (delta.ndim - 2), bool)
-    first_cell[0, 0] = True
-    diagonal = jnp.where(first_cell, 0.0, diagonal)  # δ_{0,0} = 0.
+    return _smooth_batch_last(delta, float(gamma), origin)
+
+
+def _neighbours(
+    delta: jax.Array, origin: SmoothingOrigin
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """δ_{i-1,j}, δ_{i,j-1}, δ_{i-1,j-1} of every cell of [n, m, ...] `delta`, with eq. 5's borders."""
+    n = delta.shape[0]
+    border_row = jnp.full((1,) + delta.shape[1:], np.inf, delta.dtype)
+    border_column = jnp.full((n, 1) + delta.shape[2:], np.inf, delta.dtype)
+    up = jnp.concatenate([border_row, delta[:-1]])
+    left = jnp.concatenate([border_column, delta[:, :-1]], axis=1)
+    diagonal = jnp.concatenate([border_column, up[:, :-1]], axis=1).at[0, 0].set(0.0)
     if origin == "release":
-        up = jnp.where(first_cell, 0.0, up)
-        left = jnp.where(first_cell, 0.0, left)
-    return delta + soft_minimum(up, left, diagonal, gamma)
+        up, left = up.at[0, 0].set(0.0), left.at[0, 0].set(0.0)
+    return up, left, diagonal
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _smooth_batch_last(delta: jax.Array, gamma: float, origin: SmoothingOrigin) -> jax.Array:
+    return delta + soft_minimum_and_weights(*_neighbours(delta, origin), gamma, False)[0]
+
+
+def _smooth_batch_last_fwd(delta, gamma, origin):
+    soft, weights = soft_minimum_and_weights(*_neighbours(delta, origin), gamma, True)
+    return delta + soft, weights
+
+
+def _smooth_batch_last_bwd(gamma, origin, weights, cotangent):
+    del gamma, origin  # Folded into the weights; border neighbours are constants.
+    weight_up, weight_left = weights
+    zero_row = jnp.zeros((1,) + cotangent.shape[1:], cotangent.dtype)
+    zero_column = jnp.zeros((cotangent.shape[0], 1) + cotangent.shape[2:], cotangent.dtype)
+
+    def from_below(x):  # Row i receives what row i + 1 sends up.
+        return jnp.concatenate([x[1:], zero_row])
+
+    def from_right(x):  # Column j receives what column j + 1 sends left.
+        return jnp.concatenate([x[:, 1:], zero_column], axis=1)
+
+    weight_diagonal = 1.0 - weight_up - weight_left
+    return (
+        cotangent
+        + from_below(cotangent * weight_up)
+        + from_right(cotangent * weight_left)
+        + from_right(from_below(cotangent * weight_diagonal)),
+    )
+
+
+_smooth_batch_last.defvjp(_smooth_batch_last_fwd, _smooth_batch_last_bwd)
 
 
 def insert_dummies(
