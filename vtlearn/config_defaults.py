@@ -20,7 +20,8 @@ from vtlearn.data import pipeline
 
 # Lab settings a config may override (the rest keep the preset's values).
 LAB_KEYS = dict(misaligned_fraction=0.0, misalign_seconds=0.0, chatter_prob=0.0,
-                unnarrated_prob=0.0, asr_noise=0.0, step_seconds=(0.0, 0.0), seed=0)
+                unnarrated_prob=0.0, asr_noise=0.0, step_seconds=(0.0, 0.0), feature_noise=0.0,
+                seed=0)
 
 
 def base_config(name: str, method: str) -> ml_collections.ConfigDict:
