@@ -84,7 +84,8 @@ def soft_minimum_and_weights(
 
     (The weight of `diagonal` is 1 minus their sum.) Two exponentials per cell,
     not three: the smallest argument contributes e^0 = 1. Weights of +∞
-    entries are zero. Used inside the scans only (it is not differentiated).
+    entries are zero wherever some entry is finite. For the custom VJPs of
+    soft-DTW and of the S2DTW smoothing (it is not itself differentiated).
     """
     smallest = jnp.minimum(jnp.minimum(up, left), diagonal)
     largest = jnp.maximum(jnp.maximum(up, left), diagonal)
