@@ -4,8 +4,6 @@ No timing is checked. The benchmark leans on private helpers of
 `vtlearn.data.pipeline`; these tests fail when they drift apart.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +15,6 @@ from vtlearn.data.text import Vocabulary
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "input_pipeline.py"
 BATCH = 4
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("input_pipeline_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()

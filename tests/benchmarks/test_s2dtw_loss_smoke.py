@@ -4,27 +4,15 @@ No timing is checked. Peer (a) is a row/cell scan written independently of
 `vtlearn.alignment`; both are checked against the NumPy loop of eq. 4.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from tests.alignment.test_soft_dtw import numpy_soft_dtw
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "s2dtw_loss.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("s2dtw_loss_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_peer_recursion_matches_numpy_loop(bench):
