@@ -11,6 +11,7 @@ from vtlearn.alignment import expected_alignment
 from vtlearn.alignment import pairwise_distance
 from vtlearn.alignment import soft_dtw
 from vtlearn.alignment import soft_dtw_divergence
+from vtlearn.alignment import soft_minimum
 
 
 def numpy_soft_min(values: list[float], gamma: float) -> float:
@@ -74,6 +75,28 @@ def values_and_gradient(cost, gamma, lengths_x=None, lengths_y=None, bandwidth=N
         )
 
     return values(cost), jax.grad(lambda c: jnp.sum(values(c)))(cost)
+
+
+def test_soft_minimum_value_and_gradient():
+    inf = np.inf
+    rows = np.array([[0.3, -1.2, 0.5], [2.0, inf, 1.9], [inf, inf, -4.0], [0.7, 0.7, 0.7]])
+    gamma = 0.25
+    values = soft_minimum(*jnp.asarray(rows.T, jnp.float32), gamma)
+    np.testing.assert_allclose(values, [numpy_soft_min(list(r), gamma) for r in rows], rtol=1e-6)
+    gradients = jax.grad(lambda x: jnp.sum(soft_minimum(x[0], x[1], x[2], gamma)))(
+        jnp.asarray(rows.T, jnp.float32)
+    ).T
+    finite = np.where(np.isfinite(rows), rows, 0.0)
+    smallest = np.min(rows, axis=1, keepdims=True)
+    softmax = np.where(np.isfinite(rows), np.exp(-(finite - smallest) / gamma), 0.0)
+    np.testing.assert_allclose(gradients, softmax / softmax.sum(1, keepdims=True), atol=1e-6)
+    # All three +∞: +∞ with a zero, not NaN, gradient.
+    everywhere_inf = jnp.full((3, 2), inf, jnp.float32)
+    assert np.all(np.isinf(soft_minimum(*everywhere_inf, gamma)))
+    _, tangent = jax.jvp(
+        lambda x: soft_minimum(*x, gamma), (everywhere_inf,), (jnp.ones((3, 2)),)
+    )
+    np.testing.assert_array_equal(tangent, 0.0)
 
 
 @pytest.mark.parametrize("n, m, gamma", [(5, 5, 1.0), (4, 7, 0.1), (6, 3, 0.01), (1, 4, 0.5)])
