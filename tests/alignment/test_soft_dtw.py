@@ -155,6 +155,11 @@ def test_examples_sharing_a_wavefront_match_numpy_loop(chunks, bandwidth):
         assert np.all(gradient[b, len_x:] == 0.0) and np.all(gradient[b, :, len_y:] == 0.0)
 
 
+def test_nonpositive_chunks_fail_clearly():
+    with pytest.raises(ValueError, match="chunks must be a positive int"):
+        soft_dtw(jnp.zeros((2, 3, 3)), 0.1, chunks=0)
+
+
 @pytest.mark.parametrize("gamma", [1e-3, 10.0])
 @pytest.mark.parametrize("scale", [1.0, 100.0])
 def test_float32_is_stable_for_extreme_gamma(gamma, scale):

@@ -319,6 +319,8 @@ def soft_dtw(
       [...] values r_{len_x, len_y}. The gradient w.r.t. `cost` is the expected
       alignment matrix, zero outside each example's valid region.
     """
+    if chunks is not None and chunks < 1:
+        raise ValueError(f"soft_dtw: chunks must be a positive int or None, got {chunks!r}.")
     if not batch_last:
         cost = jnp.moveaxis(cost, (-2, -1), (0, 1))
     n, m, *batch_shape = cost.shape
