@@ -13,7 +13,9 @@ the forward pass is a `jax.lax.scan` over anti-diagonals, each step
 vectorised over the diagonal and the batch. Internally the batch is the minor
 axis: costs are ``[n, m, batch]`` and a diagonal is ``[row, batch]``, so the
 three predecessors of a cell are the previous diagonals shifted by zero or one
-row (slices), and a step reads its costs as n contiguous batch-rows. Callers
+row (slices). The costs are skewed once before the scan (`_skew`: one pad and
+reshape) so that step s reads its diagonal as one [n, batch] slice, and the
+backward pass emits E diagonal by diagonal and unskews it once. Callers
 that can produce costs batch-last (the S2DTW loss does) skip the transpose
 from the usual ``[..., n, m]`` layout with ``batch_last=True``.
 
@@ -126,11 +128,13 @@ def _to_wavefront_layout(
     bandwidth: int | None,
     chunks: int,
 ) -> jax.Array:
-    """[n, m, B] costs -> [n, C·(m+1)+1, W] (C chunks of W = ⌈B/C⌉ examples).
+    """[n, m, B] costs -> the wavefront's costs, [S, n, W] (C chunks of W = ⌈B/C⌉ examples).
 
-    Chunk c's matrices sit side by side in columns c·(m+1)+1 … c·(m+1)+m;
-    the columns before, between and after them are walls of +∞, as is every
-    cell outside an example's valid region or band (and the padding examples).
+    First the wide matrix [n, N, W], N = C·(m+1)+1: chunk c's matrices sit side
+    by side in columns c·(m+1)+1 … c·(m+1)+m; the columns before, between and
+    after them are walls of +∞, as is every cell outside an example's valid
+    region or band (and the padding examples). Then `_skew` puts each
+    anti-diagonal in one row, so that scan step s reads its costs as a slice.
     """
     n, m, batch = cost.shape
     width = -(-batch // chunks)
@@ -144,7 +148,28 @@ def _to_wavefront_layout(
     cost = jnp.transpose(cost.reshape(n, m, chunks, width), (0, 2, 1, 3))
     cost = jnp.pad(cost, [(0, 0), (0, 0), (1, 0), (0, 0)], constant_values=_INF)
     cost = cost.reshape(n, chunks * (m + 1), width)
-    return jnp.pad(cost, [(0, 0), (0, 1), (0, 0)], constant_values=_INF)
+    return _skew(jnp.pad(cost, [(0, 0), (0, 1), (0, 0)], constant_values=_INF))
+
+
+def _skew(wide: jax.Array) -> jax.Array:
+    """[n, N, W] -> [S, n, W], S = n + N − 1, entry [s, i] = wide[i, s − i] (+∞ off the matrix).
+
+    Row i is shifted right by i with one reshape: rows padded to N + n and
+    read back with stride N + n − 1.
+    """
+    n, num_columns, width = wide.shape
+    row_length = num_columns + n
+    flat = jnp.pad(wide, [(0, 0), (0, n), (0, 0)], constant_values=_INF)
+    flat = flat.reshape(n * row_length, width)[: n * (row_length - 1)]
+    return jnp.transpose(flat.reshape(n, row_length - 1, width), (1, 0, 2))
+
+
+def _unskew(by_step: jax.Array, num_columns: int) -> jax.Array:
+    """Inverse of `_skew`: [S, n, W] -> [n, N, W], entry [i, j] = by_step[i + j, i]."""
+    num_steps, n, width = by_step.shape
+    flat = jnp.transpose(by_step, (1, 0, 2)).reshape(n * num_steps, width)
+    flat = jnp.pad(flat, [(0, n), (0, 0)]).reshape(n, num_steps + 1, width)
+    return flat[:, :num_columns]
 
 
 def _end_cells(
@@ -160,53 +185,52 @@ def _end_cells(
 
 
 def _wavefront(
-    wide_cost: jax.Array, m: int, gamma: float, keep_weights: bool
+    cost_by_step: jax.Array, m: int, gamma: float, keep_weights: bool
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
     """Runs eq. 4 over the anti-diagonals of the wide matrix.
 
     Args:
-      wide_cost: [n, N, W] costs from `_to_wavefront_layout` (N wide columns).
+      cost_by_step: [S, n, W] costs from `_to_wavefront_layout`.
       m: Columns per matrix.
       gamma: Soft-min parameter.
       keep_weights: Whether to return the predecessor weights.
 
     Returns:
-      r of every cell, [S, n, W] with S = n + N − 1 steps (entry [s, i] is
-      wide cell (i, s − i), 0-based), and, if `keep_weights`, the weights of
-      the up and left predecessors of every cell, each [S, n, W]; the diagonal
-      predecessor's weight is 1 minus their sum.
+      r of every cell, [S, n, W] (entry [s, i] is wide cell (i, s − i),
+      0-based), and, if `keep_weights`, the weights of the up and left
+      predecessors of every cell, each [S, n, W]; the diagonal predecessor's
+      weight is 1 minus their sum.
     """
-    n, num_columns, width = wide_cost.shape
-    dtype = wide_cost.dtype
-    row_index = jnp.arange(n)
+    num_steps, n, width = cost_by_step.shape
+    dtype = cost_by_step.dtype
     border = jnp.full((1, width), _INF, dtype)
+    # r_{0,0} = 0 sits diagonally before each matrix's first cell, above its wall.
+    origin = jnp.where(jnp.arange(num_steps) % (m + 1) == 1, 0.0, _INF).astype(dtype)
 
-    def step(carry, s):
+    def step(carry, inputs):
         previous, before_previous = carry  # r on steps s − 1 and s − 2, [n, W].
-        # r_{0,0} = 0 sits diagonally before each matrix's first cell, above its wall.
-        origin = jnp.where((s - 1) % (m + 1) == 0, 0.0, _INF).astype(dtype)
+        cost, origin_s = inputs  # δ on step s, [n, W]; r_{0,0} or +∞.
         soft, weights = soft_minimum_and_weights(
             jnp.concatenate([border, previous[:-1]]),  # r_{i-1, j}
             previous,  # r_{i, j-1}
-            jnp.concatenate([jnp.broadcast_to(origin, (1, width)), before_previous[:-1]]),
+            jnp.concatenate([jnp.broadcast_to(origin_s, (1, width)), before_previous[:-1]]),
             gamma,
             keep_weights,
         )
-        # δ_{i, s−i}: n contiguous rows; beyond the edges the clip lands on a wall.
-        r = wide_cost[row_index, jnp.clip(s - row_index, 0, num_columns - 1)] + soft
+        r = cost + soft
         return (r, previous), (r, weights)
 
     walls = jnp.full((n, width), _INF, dtype)
-    _, (r, weights) = lax.scan(step, (walls, walls), jnp.arange(n + num_columns - 1))
+    _, (r, weights) = lax.scan(step, (walls, walls), (cost_by_step, origin))
     return r, weights
 
 
 def _forward(cost, lengths_x, lengths_y, gamma, bandwidth, chunks, keep_weights):
     """[n, m, B] costs -> [B] values, the wavefront's weights (or None) and end cells."""
     _, m, batch = cost.shape
-    wide_cost = _to_wavefront_layout(cost, lengths_x, lengths_y, bandwidth, chunks)
-    r, weights = _wavefront(wide_cost, m, gamma, keep_weights)
-    end_cells = _end_cells(lengths_x, lengths_y, m, chunks, wide_cost.shape[-1])
+    cost_by_step = _to_wavefront_layout(cost, lengths_x, lengths_y, bandwidth, chunks)
+    r, weights = _wavefront(cost_by_step, m, gamma, keep_weights)
+    end_cells = _end_cells(lengths_x, lengths_y, m, chunks, cost_by_step.shape[-1])
     return r[end_cells].reshape(-1)[:batch], weights, end_cells
 
 
@@ -234,7 +258,6 @@ def _soft_dtw_batch_last_bwd(gamma, bandwidth, chunks, residuals, value_cotangen
     del gamma, bandwidth  # Already folded into the saved weights.
     (up, left), end_cells, reachable, (n, m, batch) = residuals
     num_steps, _, width = up.shape
-    num_columns = num_steps - n + 1
     seed = jnp.where(reachable, value_cotangent, 0.0).astype(up.dtype)
     seed = jnp.pad(seed, (0, chunks * width - batch)).reshape(chunks, width)
     seeds = jnp.zeros_like(up).at[end_cells].add(seed)
@@ -245,23 +268,18 @@ def _soft_dtw_batch_last_bwd(gamma, bandwidth, chunks, residuals, value_cotangen
         #         + E_{i+1,j+1} w^diag_{i+1,j+1}: the successors of step s
         # already pushed their shares into `from_next` (from step s + 1) and
         # `from_after_next` (from step s + 2).
-        from_next, from_after_next, to_next_but_one, e_by_step = carry
-        s, seed_s, weight_up, weight_left = inputs
+        from_next, from_after_next, to_next_but_one = carry
+        seed_s, weight_up, weight_left = inputs
         weight_diagonal = 1.0 - weight_up - weight_left  # Exact where E ≠ 0 (reachable cells).
         e = from_next + from_after_next + seed_s
         to_previous = jnp.concatenate([(e * weight_up)[1:], zero_row]) + e * weight_left
         to_before_previous = jnp.concatenate([(e * weight_diagonal)[1:], zero_row])
-        e_by_step = lax.dynamic_update_index_in_dim(e_by_step, e, s, axis=1)
-        return (to_previous, to_next_but_one, to_before_previous, e_by_step), None
+        return (to_previous, to_next_but_one, to_before_previous), e
 
     zeros = jnp.zeros((n, width), up.dtype)
-    initial = (zeros, zeros, zeros, jnp.zeros((n, num_steps, width), up.dtype))
-    (*_, e_by_step), _ = lax.scan(
-        step, initial, (jnp.arange(num_steps), seeds, up, left), reverse=True
-    )
-    # e_by_step[i, s] is E of wide cell (i, s − i): row i is a slice. Then drop the walls.
-    e = jnp.stack([e_by_step[i, i : i + num_columns - 1] for i in range(n)])
-    e = e.reshape(n, chunks, m + 1, width)[:, :, 1:]
+    _, e = lax.scan(step, (zeros, zeros, zeros), (seeds, up, left), reverse=True)
+    e = _unskew(e, num_steps - n + 1)  # Wide matrix [n, N, W]; drop the walls.
+    e = e[:, :-1].reshape(n, chunks, m + 1, width)[:, :, 1:]
     e = jnp.transpose(e, (0, 2, 1, 3)).reshape(n, m, chunks * width)[..., :batch]
     return e, None, None
 
