@@ -66,7 +66,7 @@ def keep_freed_memory() -> bool:
     XLA:CPU allocates a step's temporaries afresh; glibc unmaps (or trims)
     large freed blocks, so every step page-faults them back in. Keeping them
     costs a little resident memory (+12% in a lab run); on 2 CPU cores the
-    VT-TWINS loss of benchmarks/s2dtw_loss.py took 74 instead of 115 ms of
+    VT-TWINS loss of benchmarks/s2dtw_loss.py takes 56 instead of 112 ms of
     CPU time. Returns whether glibc accepted the settings (False elsewhere,
     where this does nothing).
     """
