@@ -51,7 +51,9 @@ def test_train_evaluate_checkpoint(lab_dir, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train_lines = [x for x in lines if x["split"] == "train"]
     assert [x["step"] for x in train_lines] == [2, 4]
-    assert all(np.isfinite(x["loss"]) and "clips_per_second" in x for x in train_lines)
+    assert all(np.isfinite(x["loss"]) for x in train_lines)
+    # Throughput is logged; its value is not checked (timings belong in benchmarks/).
+    assert all("clips_per_second" in x for x in train_lines)
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
                   if p.name.isdigit()) == [2, 4]
     assert any((tmp_path / "tensorboard" / "train").iterdir())
