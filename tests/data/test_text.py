@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from vtlearn.data.text import Vocabulary, tokenize
+from vtlearn.models.milnce_release import release_vocabulary
 
 
 def test_tokenize_rules():
@@ -37,3 +38,15 @@ def test_build_save_load(tmp_path):
     assert Vocabulary.load(tmp_path / "v.txt").words == ("a", "b")
     with pytest.raises(ValueError, match="duplicate"):
         Vocabulary(["a", "A"])
+
+
+@pytest.mark.parametrize("dtype", [str, object])
+def test_load_release_word_list(tmp_path, dtype):
+    words = ["cut", "the", "Onion", "cut", "door"]
+    path = tmp_path / "s3d_dict.npy"
+    np.save(path, np.array(words, dtype=dtype), allow_pickle=dtype is object)
+    vocab, release = Vocabulary.load(path), release_vocabulary(words, rows=len(words) + 1)
+    assert vocab.words == release.words
+    text = "Cut the onion, open the door"
+    np.testing.assert_array_equal(vocab.encode(text, 6), release.encode(text, 6))
+    np.testing.assert_array_equal(vocab.encode(text, 6), [4, 2, 2, 5, 0, 0])

@@ -16,6 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import vtlearn
+
 from vtlearn.models import layers
 from vtlearn.models.milnce_release import (
     convert_state_dict,
@@ -175,6 +177,59 @@ def test_layout_mismatch_is_reported(release_files):
         convert_state_dict(arrays)
 
 
+def test_x64_mode_loads_float32(release_files, imported):
+    folder, _ = release_files
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        _, variables = load_release(folder / "s3d_howto100m.pth", folder / "s3d_dict.npy")
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {np.dtype(np.float32)}
+    jax.tree.map(np.testing.assert_array_equal, variables, imported[2])
+
+
+def test_training_checkpoint_loads(release_files, imported, tmp_path):
+    """As the release's training script saves it, from a DataParallel model.
+
+    The optimizer and scheduler entries are what torch 2.x's Adam and LambdaLR
+    return after one step, written out: building them imports triton, which
+    crashes a process that has loaded TensorFlow.
+    """
+    folder, state = release_files
+    optimizer = {
+        "state": {0: {"step": torch.tensor(1.0), "exp_avg": torch.full((3,), 0.1),
+                      "exp_avg_sq": torch.full((3,), 1e-3)}},
+        "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0,
+                          "amsgrad": False, "maximize": False, "foreach": None,
+                          "capturable": False, "differentiable": False, "fused": None,
+                          "decoupled_weight_decay": False, "initial_lr": 1e-3, "params": [0]}],
+    }
+    scheduler = {"base_lrs": [1e-3], "last_epoch": 1, "_step_count": 2, "_is_initial": False,
+                 "_get_lr_called_within_step": False, "_last_lr": [1e-3], "lr_lambdas": [None]}
+    path = tmp_path / "epoch0003.pth.tar"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "optimizer": optimizer, "scheduler": scheduler}, path)
+    _, variables = load_release(path, folder / "s3d_dict.npy")
+    jax.tree.map(np.testing.assert_array_equal, variables, imported[2])
+
+
+@pytest.mark.parametrize("content, got", [
+    ({"epoch": 3, "model": {}}, "got a dict of 2 entries, 2 not str -> tensor ('epoch': int, "
+                                "'model': dict)"),
+    ([torch.zeros(2)], "got a list"),
+    ({"epoch": 3, "state_dict": {"fc.bias": torch.zeros(2), "step": 7}},
+     "got a checkpoint whose state_dict is a dict of 2 entries, 1 not str -> tensor ('step': int)"),
+], ids=["no_state_dict", "list", "bad_state_dict"])
+def test_unrecognised_checkpoint_is_reported(release_files, tmp_path, content, got):
+    folder, _ = release_files
+    path = tmp_path / "other.pth"
+    torch.save(content, path)
+    with pytest.raises(ValueError) as error:
+        load_release(path, folder / "s3d_dict.npy")
+    assert str(error.value).startswith(f"{path}: ") and str(error.value).endswith(got)
+
+
 # --------------------------------------------------- reference forward, torch ops
 
 
@@ -261,19 +316,23 @@ def clips():
     return np.random.default_rng(0).random((2, 8, 40, 40, 3), np.float32)
 
 
-def test_video_forward_matches_torch_reference(imported, clips):
+def test_video_forward_matches_torch_reference(imported, release_files, clips):
     state, _, variables = imported
     with torch.no_grad():
         mixed_5c, embedding = t_video(torch.from_numpy(clips).permute(0, 4, 1, 2, 3), state)
-    video_model, _ = release_models(ROWS)
-    out = video_model.apply(variables["video"], jnp.asarray(clips), train=False)
+    # Through the public API: the model vtlearn.load_milnce_release builds from
+    # its config, sharded over the test's 8 devices.
+    folder, _ = release_files
+    model = vtlearn.load_milnce_release(folder / "s3d_howto100m.pth", folder / "s3d_dict.npy")
+    out = model.video_outputs(clips)
     scale = float(np.abs(embedding.numpy()).max())
     np.testing.assert_allclose(
-        out["mixed_5c"], mixed_5c.numpy(), rtol=1e-3, atol=1e-3 * float(mixed_5c.abs().max())
+        out["features"], mixed_5c.numpy(), rtol=1e-3, atol=1e-3 * float(mixed_5c.abs().max())
     )
-    np.testing.assert_allclose(
-        out["video_embedding"], embedding.numpy(), rtol=1e-3, atol=1e-3 * scale
-    )
+    np.testing.assert_allclose(out["embedding"], embedding.numpy(), rtol=1e-3, atol=1e-3 * scale)
+    np.testing.assert_allclose(model.embed_video((clips * 255).round().astype(np.uint8)),
+                               model.embed_video(np.round(clips * 255) / 255), rtol=1e-5,
+                               atol=1e-6 * scale)
 
 
 @pytest.mark.parametrize("size", [5, 6, 25])
@@ -289,7 +348,7 @@ def test_pytorch_port_pooling_differs_from_tf_only_at_odd_sizes(size, window, st
     assert np.array_equal(tf_same, expected) == (size % 2 == 0 or window == (2, 2, 2))
 
 
-def test_text_forward_matches_torch_reference(imported):
+def test_text_forward_matches_torch_reference(imported, release_files):
     state, vocab, variables = imported
     ids = np.stack(
         [
@@ -306,6 +365,12 @@ def test_text_forward_matches_torch_reference(imported):
     np.testing.assert_allclose(
         text_model.apply(variables["text"], ids), expected, rtol=1e-4, atol=1e-5
     )
+    # The public API tokenises raw text as the release does.
+    folder, _ = release_files
+    model = vtlearn.load_milnce_release(folder / "s3d_howto100m.pth", folder / "s3d_dict.npy")
+    np.testing.assert_allclose(
+        model.embed_text(["Cut the tomato!", "open door", "nothing known"]), expected,
+        rtol=1e-4, atol=1e-5)
 
 
 def test_object_array_word_list_loads_without_arbitrary_pickle(tmp_path):

@@ -119,6 +119,19 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        """Reads a file written by `save` (one word per line)."""
+        """Reads a file written by `save` (one word per line) or a release word list.
+
+        A path ending in `.npy` is read as the MIL-NCE release's word list
+        (`s3d_dict.npy`): word `i` of the array has id `i + 1`, as in the
+        release, and words the release can never match (capitalised words,
+        earlier copies of a repeated word) keep their id but match no text;
+        see `vtlearn.models.milnce_release.release_vocabulary`.
+        """
+        if Path(path).suffix == ".npy":
+            # Lazy: the data layer does not import model code at import time.
+            from vtlearn.models.milnce_release import load_word_list, release_vocabulary
+
+            words = load_word_list(path)
+            return release_vocabulary(words, rows=len(words) + 1)
         text = Path(path).read_text("utf-8")
         return cls([w for w in text.split("\n") if w])

@@ -18,6 +18,11 @@ weight/bias/running_mean/running_var become params scale/bias and
 batch_stats mean/var (`num_batches_tracked` is dropped). Module names are the
 same on both sides (`mixed_4b.conv_b1_b.conv2` ↔ `mixed_4b/conv_b1_b/conv2`).
 
+Besides the release's flat state dict, `load_release` reads a checkpoint of
+the release's training script, `{"epoch", "state_dict", "optimizer",
+"scheduler"}`, whose state dict comes from `nn.DataParallel` (every key
+prefixed `module.`).
+
 Nothing pickled is executed: weights load with `torch.load(...,
 weights_only=True)` (optional extra `milnce_release`: torch), the word list
 with `np.load(..., allow_pickle=False)`, or, if it was saved as an object
@@ -186,9 +191,13 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
         flat[model][collection][path] = array
     video, text = release_models(flat["text"]["params"][("word_embd", "embedding")].shape[0],
                                  pool_padding)
+    # The conv and BN initialisers make JAX's default float dtype (float64 under
+    # jax_enable_x64); a clip of that dtype keeps the traced conv's operands alike.
+    # Only shapes are compared: the imported arrays stay float32.
+    clip = jax.ShapeDtypeStruct((1, 2, 32, 32, 3), jnp.result_type(float))
     expected = {
         "video": jax.eval_shape(functools.partial(video.init, train=False), jax.random.key(0),
-                                jax.ShapeDtypeStruct((1, 2, 32, 32, 3), jnp.float32)),
+                                clip),
         "text": jax.eval_shape(text.init, jax.random.key(0),
                                jax.ShapeDtypeStruct((1, 1), jnp.int32)),
     }
@@ -199,9 +208,41 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
             for model, collections in flat.items()}
 
 
+def _state_dict(checkpoint: object, path: str | Path) -> dict[str, np.ndarray]:
+    """The flat state dict in a loaded .pth, keys without DataParallel's `module.`.
+
+    Args:
+        checkpoint: what `torch.load` returned: a state dict (str -> tensor),
+            or a training checkpoint holding one under "state_dict".
+        path: the file, for the error message.
+
+    Raises:
+        ValueError: `checkpoint` is neither.
+    """
+    import torch
+
+    wrapped = isinstance(checkpoint, Mapping) and "state_dict" in checkpoint
+    state = checkpoint["state_dict"] if wrapped else checkpoint
+    if isinstance(state, Mapping):
+        bad = [f"{k!r}: {type(v).__name__}" for k, v in state.items()
+               if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+        if state and not bad:
+            return {k.removeprefix("module."): v.numpy() for k, v in state.items()}
+        got = f"a {type(state).__name__} of {len(state)} entries, {len(bad)} not str -> tensor"
+        got += f" ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})" if bad else ""
+    else:
+        got = f"a {type(state).__name__}"
+    raise ValueError(f"{path}: expected a state dict (str -> tensor) or a training checkpoint "
+                     f"with one under 'state_dict', got "
+                     f"{'a checkpoint whose state_dict is ' if wrapped else ''}{got}")
+
+
 def load_release(weights_path: str | Path, dict_path: str | Path,
                  pool_padding: PoolPadding = "pytorch_port") -> tuple[Vocabulary, dict[str, dict]]:
     """Loads `s3d_howto100m.pth` and `s3d_dict.npy`.
+
+    `weights_path` may also be a checkpoint of the release's training script
+    (`{"epoch", "state_dict", ...}`, keys prefixed `module.`).
 
     Returns:
         The vocabulary (encode text with `vocab.encode(text, 16)`) and the
@@ -209,13 +250,17 @@ def load_release(weights_path: str | Path, dict_path: str | Path,
         `release_models(vocab_size)`, vocab_size = rows of the word table, e.g.
         `video.apply(variables["video"], clips, train=False)["video_embedding"]`
         and `text.apply(variables["text"], ids)`.
+
+    Raises:
+        ValueError: the .pth holds neither a state dict nor a training
+            checkpoint, or its tensors do not match vtlearn's layout.
     """
     try:
         import torch
     except ImportError as e:
         raise ImportError("reading the .pth release needs torch: "
                           "pip install 'vtlearn[milnce_release]'") from e
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    variables = convert_state_dict({k: v.numpy() for k, v in state.items()}, pool_padding)
+    checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
+    variables = convert_state_dict(_state_dict(checkpoint, weights_path), pool_padding)
     rows = variables["text"]["params"]["word_embd"]["embedding"].shape[0]
     return release_vocabulary(load_word_list(dict_path), rows), variables
