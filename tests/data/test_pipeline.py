@@ -238,8 +238,8 @@ def test_segment_eval_units_carry_labels(tmp_path):
     v.segments = S.Segments(np.array([4, 9]), np.array([0.0, 8.0]), np.array([6.0, 14.0]))
     records.write_tfrecord(tmp_path / "a.tfrecord", records.video_to_examples(v, 10.0))
     Vocabulary(["w0", "w1"]).save(tmp_path / "vocab.txt")
-    cfg = _cfg(tmp_path, eval_files=str(tmp_path / "a.tfrecord"), eval_unit="segment")
-    (batch,) = list(pipeline.iterate_eval(cfg, 4))
+    cfg = _cfg(tmp_path, eval_files=str(tmp_path / "a.tfrecord"))
+    (batch,) = list(pipeline.iterate_eval(cfg, 4, pipeline.Units("segment")))
     np.testing.assert_array_equal(batch["label"][batch["valid"]], [4, 9])
 
 
@@ -265,3 +265,96 @@ def test_feature_sampling_without_frames(data_dir):
             matches.append(abs(batch["features_2d"][i][0] - feature) < 1e-4
                            and abs(batch["audio"][i][50] * 25.0 - (lo + hi) / 2) < 0.05)
         assert any(matches), (i, a)
+
+
+@pytest.mark.parametrize("sampler", ["clip", "sequence"])
+def test_samplers_declare_what_they_yield(data_dir, sampler):
+    from vtlearn.data.samplers import get_sampler
+
+    cfg = _cfg(data_dir, sampler=sampler, num_pairs=3)
+    batch = next(pipeline.iterate_train(cfg, 4))
+    spec = pipeline.sample_spec(cfg)
+    assert set(batch) == set(spec) | {"index"}
+    for key, (shape, dtype) in spec.items():
+        assert batch[key].shape == (4,) + shape and batch[key].dtype == dtype, key
+    empty = get_sampler(cfg).empty()
+    assert {k: (tuple(v.shape), v.dtype.as_numpy_dtype) for k, v in empty.items()} == {
+        k: (shape, dtype) for k, (shape, dtype) in spec.items() if k != "label"}
+    assert get_sampler(cfg).clips_per_sample == (3 if sampler == "sequence" else 1)
+
+
+FIRST_CAPTION_SAMPLER = '''
+import numpy as np
+import tensorflow as tf
+
+from vtlearn.data import clips
+from vtlearn.data.samplers import base
+
+
+class Sampler(base.Sampler):
+    """The first usable caption of a record and its window's features."""
+
+    clips_per_sample = 1
+
+    def output_spec(self):
+        return {"features_2d": ((self.cfg.features_2d,), np.dtype(np.float32)),
+                "text": ((1, self.cfg.max_words), np.dtype(np.int32)),
+                "text_mask": ((1,), np.dtype(bool))}
+
+    def sample(self, ex, text_ids, usable, seed):
+        first = tf.cast(tf.where(usable)[0, 0], tf.int32)
+        lo, hi = clips.caption_windows(ex, self.cfg.min_caption_seconds)
+        out = clips.modalities(ex, lo[first][None], hi[first][None], lo[first][None], seed,
+                               self.cfg, True)
+        return {"features_2d": out["features_2d"][0], "text": text_ids[first][None],
+                "text_mask": tf.ones([1], tf.bool)}
+'''
+
+
+def test_a_new_sampler_is_one_module(data_dir, tmp_path, monkeypatch):
+    package = tmp_path / "my_samplers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "first_caption.py").write_text(FIRST_CAPTION_SAMPLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = _cfg(data_dir, sampler="my_samplers.first_caption", video=False, audio_seconds=0.0)
+    batch = next(pipeline.iterate_train(cfg, 8))
+    assert set(batch) == {"features_2d", "text", "text_mask", "label", "index"}
+    vocab = Vocabulary.load(cfg.vocab_path)
+    caps = _captions(data_dir)
+    for i in range(8):
+        # Every caption has in-vocabulary words, so the first usable one of the
+        # sample's chunk is the first caption whose window reaches into it.
+        starts, ends = caps[int(batch["label"][i])]
+        index = int(vocab.decode(batch["text"][i, 0]).split()[0][1:])
+        assert 0 <= index < len(starts)
+        assert batch["features_2d"][i].shape == (3,)
+
+
+def test_unknown_sampler_names_the_key_and_the_choices(data_dir):
+    with pytest.raises(ValueError, match=r"config.data.sampler='nope'.*built in: clip, sequence$"):
+        pipeline.sample_spec(_cfg(data_dir, sampler="nope"))
+
+
+def test_window_units_tile_the_video_once_with_segment_labels(tmp_path):
+    v = _video("v", [1.0, 12.0], [5.0, 16.0], 20.0, category=3)
+    v.segments = S.Segments(np.array([4, 9]), np.array([0.0, 8.0]), np.array([6.0, 14.0]))
+    records.write_tfrecord(tmp_path / "a.tfrecord", records.video_to_examples(v, 10.0))
+    Vocabulary(["w0", "w1"]).save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path, eval_files=str(tmp_path / "a.tfrecord"), video=False)
+    units = pipeline.Units("window", num_clips=1, window_seconds=2.0, stride_seconds=2.0)
+    got = [b for b in pipeline.iterate_eval(cfg, 4, units)]
+    valid = np.concatenate([b["valid"] for b in got])
+    start = np.concatenate([b["start"] for b in got])[valid]
+    order = np.argsort(start)
+    # Reference: window k is [2k, 2k + 2) of the 20-s video, labelled by the
+    # segment holding its centre 2k + 1; the feature of second s is s.
+    np.testing.assert_allclose(start[order], 2.0 * np.arange(10))
+    label = np.concatenate([b["label"] for b in got])[valid][order]
+    expected = [4 if 2 * k + 1 < 6 else 9 if 8 <= 2 * k + 1 < 14 else -1 for k in range(10)]
+    np.testing.assert_array_equal(label, expected)
+    features = np.concatenate([b["features_2d"] for b in got])[valid][order]
+    np.testing.assert_allclose(features[:, 0, 0], 2.0 * np.arange(10) + 0.5)
+    assert set(np.concatenate([b["category"] for b in got])[valid]) == {3}
+    with pytest.raises(ValueError, match="window_seconds > 0"):
+        pipeline.Units("window", window_seconds=0.0)

@@ -5,15 +5,9 @@ parse -> sample (pick captions and times) -> decode only the frames used ->
 augment -> batch. TensorFlow stays inside this module: callers get dicts of
 NumPy arrays.
 
-Samplers (`cfg.sampler`):
-
-* ``"clip"`` (MIL-NCE, MCN, Hessel): anchor a random caption; a caption
-  shorter than `min_caption_seconds` (5 s) is widened symmetrically to it; a
-  clip of `num_frames` frames at `fps` is taken at a random time inside the
-  (widened) caption; the `num_candidates` captions nearest in time to the
-  anchor (itself first) are its positive candidates (K = 1 is plain NCE).
-* ``"sequence"`` (VT-TWINS): `num_pairs` consecutive captions of one video,
-  each with its own clip taken as above; shorter videos are padded and masked.
+Samplers (`cfg.sampler`, `vtlearn.data.samplers`) turn a record into a
+training sample: "clip" (MIL-NCE: an anchor clip with its K nearest
+captions) and "sequence" (VT-TWINS: n consecutive clip-caption pairs).
 
 Training batch keys (B = per-process batch; n = num_pairs for "sequence",
 else absent; K = num_candidates for "clip", 1 for "sequence"):
@@ -34,13 +28,15 @@ float32); models scale it to [0, 1] on the accelerator
 (`vtlearn.methods.video_text`). `benchmarks/input_pipeline.py` measured
 1.77x more clips per CPU-second than float32 output at the paper setting.
 
-Evaluation (`build_eval_dataset`) yields, for every caption or ground-truth
-segment exactly once, `num_clips` clips evenly spaced over its (widened)
-window, center-cropped: video [B, C, T, H, W, 3], text [B, 1, L],
-text_mask [B, 1], label [B] (segment label for "segment" units, video category
-for "caption" units), step [B] (caption's step index, or the segment's own),
-video_id [B] (bytes), plus audio/features as in training with a leading C
-axis. The final batch is padded and marked by `valid` [B] bool.
+Evaluation (`build_eval_dataset`) yields every unit (caption, ground-truth
+segment or sliding window, see `Units`) exactly once, as `num_clips` clips
+evenly spaced over its window, center-cropped: video [B, C, T, H, W, 3]
+(audio/features as in training with a leading C axis), text [B, 1, L]
+(caption units; zeros otherwise), text_mask [B, 1], label [B], step [B]
+(the caption's step index, the segment's own index, or the window's
+segment, -1 for none), category [B] (video category), start/end [B]
+(the unit's window in video seconds, before widening), video_id [B]
+(bytes). The final batch is padded and marked by `valid` [B] bool.
 
 Skips: records with no usable caption (none with an in-vocabulary word, or
 none whose window holds a clip inside the chunk, or no frames when video is
@@ -50,6 +46,7 @@ empty or NaN samples.
 
 from __future__ import annotations
 
+import dataclasses
 import glob as globlib
 from collections.abc import Iterator, Sequence
 
@@ -57,12 +54,12 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vtlearn.data import records
+from vtlearn.data import clips, records
 from vtlearn.data import schema as S
+from vtlearn.data.samplers import get_sampler
 from vtlearn.data.text import Vocabulary
 
 AUTOTUNE = tf.data.AUTOTUNE
-_EPS = 1e-4
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -87,7 +84,6 @@ def default_config() -> ml_collections.ConfigDict:
         audio_rate=16000,
         features_2d=0,           # D2 (0: no features)
         features_3d=0,           # D3
-        eval_unit="caption",     # "caption" | "segment"
         eval_text_key=S.CAPTION,  # or caption/clean_string (synthetic lab)
         eval_num_clips=4,        # C
         probe_files="",          # records whose segments train linear probes
@@ -142,172 +138,6 @@ def list_files(pattern: str | Sequence[str], process_index: int = 0,
     return mine
 
 
-# Sampling (graph code) ----------------------------------------------------------
-
-
-def _caption_windows(ex, min_seconds):
-    """Widened caption windows clipped to the chunk: (lo, hi) [N] each."""
-    start, end = ex[S.CAPTION_START], ex[S.CAPTION_END]
-    pad = tf.maximum(0.0, (min_seconds - (end - start)) / 2)
-    lo = tf.maximum(start - pad, ex[S.CHUNK_START])
-    hi = tf.minimum(end + pad, ex[S.CHUNK_END])
-    return lo, hi
-
-
-def _clip_seconds(cfg) -> float:
-    return cfg.num_frames / cfg.fps if cfg.video else 0.0
-
-
-def _usable(ex, text_ids, cfg):
-    """[N] bool: captions with a word in vocabulary whose window holds a clip."""
-    lo, hi = _caption_windows(ex, cfg.min_caption_seconds)
-    has_words = tf.reduce_any(text_ids != 0, axis=-1)
-    span = _clip_seconds(cfg) if cfg.video else 0.0
-    fits = hi - lo >= span - _EPS
-    if cfg.video:
-        fits &= tf.shape(ex[S.FRAMES])[0] > 0
-    # A window must also hold at least one instant inside the chunk.
-    fits &= hi > lo
-    return has_words & fits
-
-
-def _frame_indices(ex, clip_start, cfg):
-    """Stored-frame indices [..., T] for clips starting at `clip_start` [...]."""
-    rate = ex[S.FRAME_RATE]
-    times = clip_start[..., None] + tf.range(cfg.num_frames, dtype=tf.float32) / cfg.fps
-    idx = tf.cast(tf.round((times - ex[S.CHUNK_START]) * rate), tf.int32)
-    return tf.clip_by_value(idx, 0, tf.shape(ex[S.FRAMES])[0] - 1)
-
-
-def _decode_frames(jpegs, crop_window, crop, out_size, flip):
-    """Decodes JPEGs [M] inside `crop_window` [4] (side `crop`) -> uint8 [M, s, s, 3]."""
-    frames = tf.map_fn(
-        lambda b: tf.ensure_shape(tf.io.decode_and_crop_jpeg(b, crop_window, channels=3),
-                                  [crop, crop, 3]),
-        jpegs, fn_output_signature=tf.TensorSpec([crop, crop, 3], tf.uint8))
-    if out_size:
-        frames = tf.image.resize(frames, [out_size, out_size], antialias=True)
-        frames = tf.cast(tf.clip_by_value(tf.round(frames), 0, 255), tf.uint8)
-    return tf.cond(flip, lambda: tf.reverse(frames, [2]), lambda: frames)
-
-
-def _crop_window(jpeg, crop, seed, random):
-    """[y, x, h, w] of a square crop of side `crop` (random or centered)."""
-    shape = tf.io.extract_jpeg_shape(jpeg)
-    h, w = shape[0], shape[1]
-    tf.debugging.assert_greater_equal(
-        tf.minimum(h, w), crop,
-        message=f"stored frames are smaller than the crop size {crop}")
-    if random:
-        u = tf.random.stateless_uniform([2], seed, 0.0, 1.0)
-        y = tf.cast(u[0] * tf.cast(h - crop + 1, tf.float32), tf.int32)
-        x = tf.cast(u[1] * tf.cast(w - crop + 1, tf.float32), tf.int32)
-    else:
-        y, x = (h - crop) // 2, (w - crop) // 2
-    return tf.stack([y, x, crop, crop])
-
-
-def _window_mean(feats, rate, chunk_start, lo, hi):
-    """Mean of feature steps overlapping [lo, hi) -> [..., D]; zeros if none."""
-    n = tf.shape(feats)[0]
-    t = chunk_start + tf.cast(tf.range(n), tf.float32) / tf.maximum(rate, _EPS)
-    t_end = t + 1.0 / tf.maximum(rate, _EPS)
-    w = tf.cast((t[None] < hi[:, None]) & (t_end[None] > lo[:, None]), tf.float32)
-    return tf.math.divide_no_nan(w @ feats, tf.reduce_sum(w, -1, keepdims=True))
-
-
-def _audio_windows(ex, center, cfg):
-    """Waveform windows [..., A] of audio_seconds centered at `center` [...]."""
-    wav, rate = ex[S.WAVEFORM], ex[S.SAMPLE_RATE]
-    length = int(round(cfg.audio_seconds * cfg.audio_rate))
-    tf.debugging.assert_near(rate, float(cfg.audio_rate), message=(
-        f"record audio rate differs from data.audio_rate={cfg.audio_rate}"))
-    first = tf.cast(tf.round((center - ex[S.CHUNK_START]) * rate), tf.int32) - length // 2
-    idx = first[..., None] + tf.range(length)
-    inside = (idx >= 0) & (idx < tf.shape(wav)[0])
-    return tf.where(inside, tf.gather(wav, tf.clip_by_value(idx, 0, tf.shape(wav)[0] - 1)),
-                    0.0)
-
-
-def _modalities(ex, lo, hi, clip_start, seed, cfg, train):
-    """Per-anchor clips for windows [n]: video/audio/features with leading n."""
-    out = {}
-    span = _clip_seconds(cfg)
-    center = clip_start + span / 2 if cfg.video else (lo + hi) / 2
-    if cfg.video:
-        idx = _frame_indices(ex, clip_start, cfg)  # [n, T]
-        crop = cfg.crop_size if train else cfg.eval_crop_size
-        window = _crop_window(ex[S.FRAMES][0], crop, seed, random=train)
-        flip = (tf.random.stateless_uniform([], seed + 1) < 0.5) if (
-            train and cfg.flip) else tf.constant(False)
-        frames = _decode_frames(tf.gather(ex[S.FRAMES], tf.reshape(idx, [-1])),
-                                window, crop, cfg.image_size, flip)
-        size = cfg.image_size or crop
-        out["video"] = tf.reshape(frames, tf.concat(
-            [tf.shape(idx), [size, size, 3]], 0))
-    if cfg.audio_seconds > 0:
-        out["audio"] = _audio_windows(ex, center, cfg)
-    for key, dim in (("features_2d", cfg.features_2d), ("features_3d", cfg.features_3d)):
-        if dim:
-            feats = ex[S.FEATURES_2D if key == "features_2d" else S.FEATURES_3D]
-            flo, fhi = (clip_start, clip_start + span) if cfg.video else (lo, hi)
-            out[key] = _window_mean(feats, ex[S.FEATURE_RATE], ex[S.CHUNK_START],
-                                    tf.reshape(flo, [-1]), tf.reshape(fhi, [-1]))
-    return out
-
-
-def _random_clip_starts(lo, hi, span, seed):
-    u = tf.random.stateless_uniform(tf.shape(lo), seed)
-    return lo + u * tf.maximum(hi - lo - span, 0.0)
-
-
-def _sample_clip(ex, text_ids, usable, seed, cfg):
-    """MIL-NCE sampler: one anchor clip with K nearest-caption candidates."""
-    lo, hi = _caption_windows(ex, cfg.min_caption_seconds)
-    anchors = tf.where(usable)[:, 0]
-    pick = tf.random.stateless_uniform([], seed, 0, tf.shape(anchors)[0], tf.int32)
-    a = tf.cast(anchors[pick], tf.int32)
-    center = (ex[S.CAPTION_START] + ex[S.CAPTION_END]) / 2
-    has_words = tf.reduce_any(text_ids != 0, axis=-1)
-    dist = tf.abs(center - center[a])
-    dist = tf.where(has_words, dist, np.inf)
-    dist = tf.tensor_scatter_nd_update(dist, [[a]], [-1.0])  # anchor first
-    k = cfg.num_candidates
-    n = tf.shape(dist)[0]
-    padded = tf.concat([-dist, tf.fill([k], -np.inf)], 0)
-    _, cand = tf.math.top_k(padded, k=k)  # stable: ties keep time order
-    mask = (cand < n) & tf.gather(tf.math.is_finite(padded), cand)
-    cand = tf.where(mask, cand, 0)
-    text = tf.where(mask[:, None], tf.gather(text_ids, cand), 0)
-    clip_start = _random_clip_starts(lo[a][None], hi[a][None], _clip_seconds(cfg),
-                                     seed + 2)
-    out = _modalities(ex, lo[a][None], hi[a][None], clip_start, seed + 3, cfg, True)
-    out = {k_: v[0] for k_, v in out.items()}
-    out.update(text=text, text_mask=mask)
-    return out
-
-
-def _sample_sequence(ex, text_ids, usable, seed, cfg):
-    """VT-TWINS sampler: n consecutive usable captions, each with its clip."""
-    n = cfg.num_pairs
-    lo, hi = _caption_windows(ex, cfg.min_caption_seconds)
-    idx = tf.cast(tf.where(usable)[:, 0], tf.int32)
-    m = tf.shape(idx)[0]
-    first = tf.random.stateless_uniform([], seed, 0, tf.maximum(m - n, 0) + 1, tf.int32)
-    pos = first + tf.range(n)
-    mask = pos < m
-    sel = tf.gather(idx, tf.minimum(pos, m - 1))
-    clip_start = _random_clip_starts(tf.gather(lo, sel), tf.gather(hi, sel),
-                                     _clip_seconds(cfg), seed + 2)
-    out = _modalities(ex, tf.gather(lo, sel), tf.gather(hi, sel), clip_start,
-                      seed + 3, cfg, True)
-    out = {k: tf.where(tf.reshape(mask, [n] + [1] * (len(v.shape) - 1)), v, tf.zeros_like(v))
-           for k, v in out.items()}
-    out.update(text=tf.where(mask[:, None], tf.gather(text_ids, sel), 0),
-               text_mask=mask)
-    return out
-
-
 # Datasets ------------------------------------------------------------------
 
 
@@ -341,19 +171,16 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
     table = vocab.tf_lookup_table()
     seed = cfg.seed * 1_000_003 + process_index
     skips = skips or SkipCounter()
-    sampler = {"clip": _sample_clip, "sequence": _sample_sequence}.get(cfg.sampler)
-    if sampler is None:
-        raise ValueError(f"data.sampler must be 'clip' or 'sequence', got {cfg.sampler!r}")
+    sampler = get_sampler(cfg)
     parse = _parse_fn(cfg)
 
     def sample(index, serialized):
         ex = parse(serialized)
         text_ids = Vocabulary.tf_encode(table, ex[S.CAPTION], cfg.max_words)
-        usable = _usable(ex, text_ids, cfg)
+        usable = clips.usable_captions(ex, text_ids, cfg)
         ok = tf.reduce_any(usable)
         key = tf.stack([tf.constant(seed, tf.int64), index])
-        out = tf.cond(ok, lambda: sampler(ex, text_ids, usable, key, cfg),
-                      lambda: _empty_sample(cfg))
+        out = tf.cond(ok, lambda: sampler.sample(ex, text_ids, usable, key), sampler.empty)
         out["label"] = tf.cast(ex[S.CATEGORY], tf.int32)
         out["index"] = index
         out["_ok"] = ok
@@ -375,31 +202,58 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def _empty_sample(cfg):
-    """A zero sample with the sampler's output structure (filtered out later)."""
-    size = cfg.image_size or cfg.crop_size
-    lead = [cfg.num_pairs] if cfg.sampler == "sequence" else []
-    k = cfg.num_pairs if cfg.sampler == "sequence" else cfg.num_candidates
-    out = {}
-    if cfg.video:
-        out["video"] = tf.zeros(lead + [cfg.num_frames, size, size, 3], tf.uint8)
-    if cfg.audio_seconds > 0:
-        out["audio"] = tf.zeros(lead + [int(round(cfg.audio_seconds * cfg.audio_rate))])
-    if cfg.features_2d:
-        out["features_2d"] = tf.zeros(lead + [cfg.features_2d])
-    if cfg.features_3d:
-        out["features_3d"] = tf.zeros(lead + [cfg.features_3d])
-    out["text"] = tf.zeros([k, cfg.max_words], tf.int32)
-    out["text_mask"] = tf.zeros([k], tf.bool)
-    return out
+def sample_spec(cfg: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per-sample (shape, dtype) of the training batch keys the devices get.
+
+    The sampler's keys plus "label"; "index" stays on the host. Lets a model
+    be built and restored without reading any record.
+    """
+    return get_sampler(cfg).output_spec() | {"label": ((), np.dtype(np.int32))}
 
 
-def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
+@dataclasses.dataclass(frozen=True)
+class Units:
+    """Which evaluation units `build_eval_dataset` cuts out of each video.
+
+    Attributes:
+      kind: "caption" (every caption with a word in vocabulary; text from
+        `data.eval_text_key`, label = video category), "segment" (every
+        ground-truth step segment, label = its step label) or "window"
+        (sliding windows of `window_seconds` starting every
+        `stride_seconds` from 0 up to the video's duration; label = the
+        step label of the segment holding the window's center, -1 in
+        background). Caption and segment windows shorter than
+        `data.min_caption_seconds` are widened to it.
+      num_clips: C clips evenly spaced over each window (0: `data.eval_num_clips`).
+      window_seconds, stride_seconds: "window" units only.
+    """
+
+    kind: str = "caption"
+    num_clips: int = 0
+    window_seconds: float = 1.0
+    stride_seconds: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in UNIT_KINDS:
+            raise ValueError(f"evaluation unit kind must be one of {UNIT_KINDS}, "
+                             f"got {self.kind!r}")
+        if self.kind == "window" and not (self.window_seconds > 0 and self.stride_seconds > 0):
+            raise ValueError(f"window units need window_seconds > 0 and stride_seconds > 0, "
+                             f"got {self.window_seconds} and {self.stride_seconds}")
+        if self.num_clips < 0:
+            raise ValueError(f"num_clips must be >= 0, got {self.num_clips}")
+
+
+UNIT_KINDS = ("caption", "segment", "window")
+
+
+def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
+                       units: Units = Units(), *,
                        files: str | Sequence[str] | None = None, process_index: int = 0,
                        process_count: int = 1) -> tf.data.Dataset:
-    """Deterministic evaluation units (captions or segments), each exactly once.
+    """Deterministic evaluation units (see `Units`), each exactly once.
 
-    Every caption/segment is emitted by the chunk that contains its center.
+    Every unit is emitted by the chunk that contains its window's center.
     The last batch may be short (`iterate_eval` pads it).
     """
     if isinstance(files, (list, tuple)):
@@ -409,48 +263,67 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
     vocab = Vocabulary.load(cfg.vocab_path)
     table = vocab.tf_lookup_table()
     parse = _parse_fn(cfg)
-    if cfg.eval_unit not in ("caption", "segment"):
-        raise ValueError(f"data.eval_unit must be 'caption' or 'segment', got "
-                         f"{cfg.eval_unit!r}")
-    span = _clip_seconds(cfg)
-    c = cfg.eval_num_clips
+    span = clips.clip_seconds(cfg)
+    c = units.num_clips or cfg.eval_num_clips
 
-    def units(serialized):
-        ex = parse(serialized)
-        if cfg.eval_unit == "caption":
+    def windows(ex):
+        """(start, end, texts, label, step) [U] of this record's candidate units."""
+        seg_start, seg_end = ex[S.SEGMENT_START], ex[S.SEGMENT_END]
+        if units.kind == "caption":
             start, end = ex[S.CAPTION_START], ex[S.CAPTION_END]
             texts = ex[cfg.eval_text_key]
-            label = tf.fill(tf.shape(start), tf.cast(ex[S.CATEGORY], tf.int32))
             tf.debugging.assert_equal(tf.size(texts), tf.size(start), message=(
                 f"records lack data.eval_text_key={cfg.eval_text_key!r} for "
                 "every caption"))
+            label = tf.fill(tf.shape(start), tf.cast(ex[S.CATEGORY], tf.int32))
             step = tf.cast(ex[S.CAPTION_STEP], tf.int32)
             step = tf.cond(tf.size(step) > 0, lambda: step,
                            lambda: -tf.ones(tf.shape(start), tf.int32))
-        else:
-            start, end = ex[S.SEGMENT_START], ex[S.SEGMENT_END]
-            label = tf.cast(ex[S.SEGMENT_LABEL], tf.int32)
-            texts = tf.fill(tf.shape(start), "")
-            step = tf.range(tf.shape(start)[0], dtype=tf.int32)
+            return start, end, texts, label, step
+        if units.kind == "segment":
+            return (seg_start, seg_end, tf.fill(tf.shape(seg_start), ""),
+                    tf.cast(ex[S.SEGMENT_LABEL], tf.int32),
+                    tf.range(tf.shape(seg_start)[0], dtype=tf.int32))
+        count = tf.cast(tf.math.ceil(ex[S.DURATION] / units.stride_seconds), tf.int32)
+        start = tf.cast(tf.range(count), tf.float32) * units.stride_seconds
+        end = start + units.window_seconds
+        center = (start + end) / 2
+        inside = (center[:, None] >= seg_start[None]) & (center[:, None] < seg_end[None])
+        step = tf.where(tf.reduce_any(inside, 1),
+                        tf.cast(tf.argmax(tf.cast(inside, tf.int32), 1), tf.int32), -1)
+        labels = tf.cast(ex[S.SEGMENT_LABEL], tf.int32)
+        label = tf.where(step >= 0, tf.gather(labels, tf.maximum(step, 0)), -1)
+        return start, end, tf.fill(tf.shape(start), ""), label, step
+
+    def cut(serialized):
+        ex = parse(serialized)
+        start, end, texts, label, step = windows(ex)
         center = (start + end) / 2
         text_ids = Vocabulary.tf_encode(table, texts, cfg.max_words)
-        lo, hi = _caption_windows({S.CAPTION_START: start, S.CAPTION_END: end,
-                                   S.CHUNK_START: ex[S.CHUNK_START],
-                                   S.CHUNK_END: ex[S.CHUNK_END]},
-                                  cfg.min_caption_seconds)
-        own = (center >= ex[S.CHUNK_START]) & (center < ex[S.CHUNK_END])
-        own &= hi - lo >= span - _EPS
-        if cfg.eval_unit == "caption":
+        if units.kind == "window":
+            lo = tf.maximum(start, ex[S.CHUNK_START])
+            hi = tf.minimum(end, ex[S.CHUNK_END])
+        else:
+            lo, hi = clips.caption_windows({S.CAPTION_START: start, S.CAPTION_END: end,
+                                            S.CHUNK_START: ex[S.CHUNK_START],
+                                            S.CHUNK_END: ex[S.CHUNK_END]},
+                                           cfg.min_caption_seconds)
+        own = (center >= ex[S.CHUNK_START]) & (center < ex[S.CHUNK_END]) & (hi > lo)
+        if units.kind != "window":
+            own &= hi - lo >= span - clips.EPS
+        if units.kind == "caption":
             own &= tf.reduce_any(text_ids != 0, axis=-1)
         if cfg.video:
             own &= tf.shape(ex[S.FRAMES])[0] > 0
         sel = tf.cast(tf.where(own)[:, 0], tf.int32)
         lo, hi = tf.gather(lo, sel), tf.gather(hi, sel)
         frac = (tf.range(c, dtype=tf.float32) + 0.5) / c
-        clip_start = lo[:, None] + frac[None] * tf.maximum(hi - lo - span, 0.0)[:, None]
-        flat = _modalities(ex, tf.repeat(lo, c), tf.repeat(hi, c),
-                           tf.reshape(clip_start, [-1]), tf.constant([0, 0], tf.int64),
-                           cfg, train=False)
+        # A window shorter than a clip ("window" units only) gets clips centred on it.
+        first = tf.where(hi - lo < span, (lo + hi - span) / 2, lo)
+        clip_start = first[:, None] + frac[None] * tf.maximum(hi - lo - span, 0.0)[:, None]
+        flat = clips.modalities(ex, tf.repeat(lo, c), tf.repeat(hi, c),
+                                tf.reshape(clip_start, [-1]), tf.constant([0, 0], tf.int64),
+                                cfg, train=False)
         u = tf.shape(sel)[0]
         out = {k: tf.reshape(v, tf.concat([[u, c], tf.shape(v)[1:]], 0))
                for k, v in flat.items()}
@@ -458,12 +331,15 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
         out["text_mask"] = tf.ones([u, 1], tf.bool)
         out["label"] = tf.gather(label, sel)
         out["step"] = tf.gather(step, sel)
+        out["category"] = tf.fill([u], tf.cast(ex[S.CATEGORY], tf.int32))
+        out["start"] = tf.gather(start, sel)
+        out["end"] = tf.gather(end, sel)
         out["video_id"] = tf.fill([u], ex[S.VIDEO_ID])
         out["valid"] = tf.ones([u], tf.bool)
         return tf.data.Dataset.from_tensor_slices(out)
 
     ds = tf.data.Dataset.from_tensor_slices(files).flat_map(tf.data.TFRecordDataset)
-    ds = ds.flat_map(units)
+    ds = ds.flat_map(cut)
     return ds.batch(batch_size)
 
 
@@ -505,11 +381,12 @@ def iterate_train(cfg: ml_collections.ConfigDict, batch_size: int, *,
     return numpy_batches(dataset, cfg, files)
 
 
-def iterate_eval(cfg, batch_size: int, **kwargs) -> Iterator[dict[str, np.ndarray]]:
+def iterate_eval(cfg, batch_size: int, units: Units = Units(),
+                 **kwargs) -> Iterator[dict[str, np.ndarray]]:
     """NumPy batches of `build_eval_dataset`, the last one padded to `batch_size`."""
     files = list_files(kwargs.pop("files", None) or cfg.eval_files,
                        kwargs.get("process_index", 0), kwargs.get("process_count", 1))
-    dataset = build_eval_dataset(cfg, batch_size, files=files, **kwargs)
+    dataset = build_eval_dataset(cfg, batch_size, units, files=files, **kwargs)
     for batch in numpy_batches(dataset, cfg, files):
         n = len(batch["valid"])
         if n < batch_size:

@@ -1,0 +1,152 @@
+"""Cutting clips out of one parsed chunk record (tf.data graph code).
+
+Shared by the training samplers (`vtlearn.data.samplers`) and the evaluation
+units of `vtlearn.data.pipeline`: caption windows, clip times, frame
+decoding and crops, audio windows and feature window means. `ex` is a record
+parsed by `vtlearn.data.records.parse_example`; `cfg` the data config.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vtlearn.data import schema as S
+
+EPS = 1e-4
+
+
+def caption_windows(ex, min_seconds):
+    """Widened caption windows clipped to the chunk: (lo, hi) [N] each."""
+    start, end = ex[S.CAPTION_START], ex[S.CAPTION_END]
+    pad = tf.maximum(0.0, (min_seconds - (end - start)) / 2)
+    lo = tf.maximum(start - pad, ex[S.CHUNK_START])
+    hi = tf.minimum(end + pad, ex[S.CHUNK_END])
+    return lo, hi
+
+
+def clip_seconds(cfg) -> float:
+    return cfg.num_frames / cfg.fps if cfg.video else 0.0
+
+
+def usable_captions(ex, text_ids, cfg):
+    """[N] bool: captions with a word in vocabulary whose window holds a clip."""
+    lo, hi = caption_windows(ex, cfg.min_caption_seconds)
+    has_words = tf.reduce_any(text_ids != 0, axis=-1)
+    span = clip_seconds(cfg) if cfg.video else 0.0
+    fits = hi - lo >= span - EPS
+    if cfg.video:
+        fits &= tf.shape(ex[S.FRAMES])[0] > 0
+    # A window must also hold at least one instant inside the chunk.
+    fits &= hi > lo
+    return has_words & fits
+
+
+def _frame_indices(ex, clip_start, cfg):
+    """Stored-frame indices [..., T] for clips starting at `clip_start` [...]."""
+    rate = ex[S.FRAME_RATE]
+    times = clip_start[..., None] + tf.range(cfg.num_frames, dtype=tf.float32) / cfg.fps
+    idx = tf.cast(tf.round((times - ex[S.CHUNK_START]) * rate), tf.int32)
+    return tf.clip_by_value(idx, 0, tf.shape(ex[S.FRAMES])[0] - 1)
+
+
+def _decode_frames(jpegs, crop_window, crop, out_size, flip):
+    """Decodes JPEGs [M] inside `crop_window` [4] (side `crop`) -> uint8 [M, s, s, 3]."""
+    frames = tf.map_fn(
+        lambda b: tf.ensure_shape(tf.io.decode_and_crop_jpeg(b, crop_window, channels=3),
+                                  [crop, crop, 3]),
+        jpegs, fn_output_signature=tf.TensorSpec([crop, crop, 3], tf.uint8))
+    if out_size:
+        frames = tf.image.resize(frames, [out_size, out_size], antialias=True)
+        frames = tf.cast(tf.clip_by_value(tf.round(frames), 0, 255), tf.uint8)
+    return tf.cond(flip, lambda: tf.reverse(frames, [2]), lambda: frames)
+
+
+def _crop_window(jpeg, crop, seed, random):
+    """[y, x, h, w] of a square crop of side `crop` (random or centered)."""
+    shape = tf.io.extract_jpeg_shape(jpeg)
+    h, w = shape[0], shape[1]
+    tf.debugging.assert_greater_equal(
+        tf.minimum(h, w), crop,
+        message=f"stored frames are smaller than the crop size {crop}")
+    if random:
+        u = tf.random.stateless_uniform([2], seed, 0.0, 1.0)
+        y = tf.cast(u[0] * tf.cast(h - crop + 1, tf.float32), tf.int32)
+        x = tf.cast(u[1] * tf.cast(w - crop + 1, tf.float32), tf.int32)
+    else:
+        y, x = (h - crop) // 2, (w - crop) // 2
+    return tf.stack([y, x, crop, crop])
+
+
+def _window_mean(feats, rate, chunk_start, lo, hi):
+    """Mean of feature steps overlapping [lo, hi) -> [..., D]; zeros if none."""
+    n = tf.shape(feats)[0]
+    t = chunk_start + tf.cast(tf.range(n), tf.float32) / tf.maximum(rate, EPS)
+    t_end = t + 1.0 / tf.maximum(rate, EPS)
+    w = tf.cast((t[None] < hi[:, None]) & (t_end[None] > lo[:, None]), tf.float32)
+    return tf.math.divide_no_nan(w @ feats, tf.reduce_sum(w, -1, keepdims=True))
+
+
+def _audio_windows(ex, center, cfg):
+    """Waveform windows [..., A] of audio_seconds centered at `center` [...]."""
+    wav, rate = ex[S.WAVEFORM], ex[S.SAMPLE_RATE]
+    length = int(round(cfg.audio_seconds * cfg.audio_rate))
+    tf.debugging.assert_near(rate, float(cfg.audio_rate), message=(
+        f"record audio rate differs from data.audio_rate={cfg.audio_rate}"))
+    first = tf.cast(tf.round((center - ex[S.CHUNK_START]) * rate), tf.int32) - length // 2
+    idx = first[..., None] + tf.range(length)
+    inside = (idx >= 0) & (idx < tf.shape(wav)[0])
+    return tf.where(inside, tf.gather(wav, tf.clip_by_value(idx, 0, tf.shape(wav)[0] - 1)),
+                    0.0)
+
+
+def modalities(ex, lo, hi, clip_start, seed, cfg, train):
+    """Per-anchor clips for windows [n]: video/audio/features with leading n."""
+    out = {}
+    span = clip_seconds(cfg)
+    center = clip_start + span / 2 if cfg.video else (lo + hi) / 2
+    if cfg.video:
+        idx = _frame_indices(ex, clip_start, cfg)  # [n, T]
+        crop = cfg.crop_size if train else cfg.eval_crop_size
+        window = _crop_window(ex[S.FRAMES][0], crop, seed, random=train)
+        flip = (tf.random.stateless_uniform([], seed + 1) < 0.5) if (
+            train and cfg.flip) else tf.constant(False)
+        frames = _decode_frames(tf.gather(ex[S.FRAMES], tf.reshape(idx, [-1])),
+                                window, crop, cfg.image_size, flip)
+        size = cfg.image_size or crop
+        out["video"] = tf.reshape(frames, tf.concat(
+            [tf.shape(idx), [size, size, 3]], 0))
+    if cfg.audio_seconds > 0:
+        out["audio"] = _audio_windows(ex, center, cfg)
+    for key, dim in (("features_2d", cfg.features_2d), ("features_3d", cfg.features_3d)):
+        if dim:
+            feats = ex[S.FEATURES_2D if key == "features_2d" else S.FEATURES_3D]
+            flo, fhi = (clip_start, clip_start + span) if cfg.video else (lo, hi)
+            out[key] = _window_mean(feats, ex[S.FEATURE_RATE], ex[S.CHUNK_START],
+                                    tf.reshape(flo, [-1]), tf.reshape(fhi, [-1]))
+    return out
+
+
+def random_clip_starts(lo, hi, span, seed):
+    u = tf.random.stateless_uniform(tf.shape(lo), seed)
+    return lo + u * tf.maximum(hi - lo - span, 0.0)
+
+
+def modality_spec(cfg, lead: tuple[int, ...] = ()) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per-sample (shape, dtype) of the training crops `modalities` returns.
+
+    Args:
+      cfg: data config.
+      lead: leading axes of the sample, e.g. (n,) for n pairs per sample.
+    """
+    spec = {}
+    if cfg.video:
+        size = cfg.image_size or cfg.crop_size
+        spec["video"] = (lead + (cfg.num_frames, size, size, 3), np.dtype(np.uint8))
+    if cfg.audio_seconds > 0:
+        spec["audio"] = (lead + (int(round(cfg.audio_seconds * cfg.audio_rate)),),
+                         np.dtype(np.float32))
+    for key in ("features_2d", "features_3d"):
+        if cfg[key]:
+            spec[key] = (lead + (cfg[key],), np.dtype(np.float32))
+    return spec

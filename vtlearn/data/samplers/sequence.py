@@ -1,0 +1,52 @@
+"""VT-TWINS's sampler: n consecutive clip-caption pairs of one video (§4).
+
+`num_pairs` consecutive usable captions, each with its own clip taken as in
+the "clip" sampler; records with fewer usable captions are padded with zeros
+and masked.
+
+Sample: video [n, T, H, W, 3] (and/or audio [n, A], features_* [n, D]),
+text [n, L], text_mask [n].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vtlearn.data import clips
+from vtlearn.data.samplers import base
+
+
+class Sampler(base.Sampler):
+    """See the module docstring."""
+
+    @property
+    def clips_per_sample(self) -> int:
+        return self.cfg.num_pairs
+
+    def output_spec(self) -> base.Spec:
+        n = self.cfg.num_pairs
+        return clips.modality_spec(self.cfg, (n,)) | {
+            "text": ((n, self.cfg.max_words), np.dtype(np.int32)),
+            "text_mask": ((n,), np.dtype(bool))}
+
+    def sample(self, ex, text_ids, usable, seed):
+        cfg = self.cfg
+        n = cfg.num_pairs
+        lo, hi = clips.caption_windows(ex, cfg.min_caption_seconds)
+        idx = tf.cast(tf.where(usable)[:, 0], tf.int32)
+        m = tf.shape(idx)[0]
+        first = tf.random.stateless_uniform([], seed, 0, tf.maximum(m - n, 0) + 1, tf.int32)
+        pos = first + tf.range(n)
+        mask = pos < m
+        sel = tf.gather(idx, tf.minimum(pos, m - 1))
+        clip_start = clips.random_clip_starts(tf.gather(lo, sel), tf.gather(hi, sel),
+                                              clips.clip_seconds(cfg), seed + 2)
+        out = clips.modalities(ex, tf.gather(lo, sel), tf.gather(hi, sel), clip_start,
+                               seed + 3, cfg, True)
+        out = {k: tf.where(tf.reshape(mask, [n] + [1] * (len(v.shape) - 1)), v,
+                           tf.zeros_like(v))
+               for k, v in out.items()}
+        out.update(text=tf.where(mask[:, None], tf.gather(text_ids, sel), 0),
+                   text_mask=mask)
+        return out
