@@ -15,6 +15,14 @@ MSR-VTT R@10 32.4, HMDB/UCF linear probe 53.1/82.7 (S3D-G). About 3 days on
     --config.data.vocab_path=vocab.txt \
     --config.model.text.word2vec_path=GoogleNews-vectors-negative300.bin
 
+Fine-tuning the public release instead of training from scratch:
+  --config.model_init=s3d_howto100m.pth --config.data.vocab_path=s3d_dict.npy \
+  --config.model.video.pool_padding=pytorch_port --config.model.text.pad_in_max=True
+
+Evaluations: `config.evals.retrieval` (zero-shot retrieval on eval_files) and
+`config.evals.probe` (linear probe fit on probe_files), each with its own
+`every`; `python -m vtlearn.evaluate --workdir=...` reruns them on a saved run.
+
 Local preset (`:local`): the same S3D-G (full widths) on the synthetic lab,
 8 frames at 5 fps, 32x32 crops, batch 32, trainable word embeddings, 300
 steps on 2 CPU cores in about 10 minutes. One departure from the paper:
@@ -74,12 +82,12 @@ def _small(config: ml_collections.ConfigDict, preset: str) -> None:
     config.model.text.freeze_word_embeddings = False
     config.optimizer.update(warmup_steps=50, schedule="cosine")
     config.loss.temperature = 0.1
-    config.train.update(batch_size=32, num_steps=300, log_every=20,
-                        checkpoint_every=100, eval_every=150)
-    config.eval.batch_size = 32
+    config.train.update(batch_size=32, num_steps=300, log_every=20, checkpoint_every=100)
+    config_defaults.evaluate_every(config, 150)
+    config.eval_batch_size = 32
     if preset == "tiny":
         config.data.update(crop_size=32, eval_crop_size=32, shuffle_buffer=16)
         config.optimizer.warmup_steps = 2
-        config.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2,
-                            eval_every=4)
-        config.eval.batch_size = 8
+        config.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=2)
+        config_defaults.evaluate_every(config, 4)
+        config.eval_batch_size = 8

@@ -21,6 +21,10 @@ Local preset (`:local`) on the synthetic lab, 2 CPU cores:
 
   python -m vtlearn.main --config=configs/vttwins_s3d.py:local --workdir=/tmp/vttwins
 
+Evaluations: retrieval and linear probe as for MIL-NCE, and `evals.alignment`,
+which writes the alignment view (Fig. 5) of one test video to
+`artefacts/alignment/step_<N>_alignment.png` in the workdir.
+
 Table 6 switches (overrides):
   TA  --config.loss.shuffle=off|A|B|C
   WA  --config.loss.weak_alignment=True|False
@@ -34,6 +38,7 @@ import pathlib
 import ml_collections
 
 from vtlearn.config_defaults import load_config
+from vtlearn.evaluation.base import section
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -49,6 +54,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.update(sampler="sequence", num_pairs=8, crop_size=224, eval_crop_size=224)
     config.optimizer.update(schedule="cosine")
     config.train.batch_size = 64
+    # Fig. 5's matrices of one test video at every evaluation, with the loss's settings.
+    config.evals.alignment = section("alignment_view", every=config.evals.retrieval.every)
+    for key in ("gamma", "phi", "distance", "smoothing_origin", "smoothing_gamma"):
+        config.evals.alignment[key] = config.loss.get_ref(key)
     if arg == "local":
         config.data.update(num_pairs=4, crop_size=32, eval_crop_size=32)
         config.train.batch_size = 8

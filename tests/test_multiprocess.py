@@ -49,7 +49,7 @@ def _run_job(workdir, lab_data, cache_dir, *overrides):
         "--config.data.eval_files=" + ",".join(map(str, lab_data.test_files)),
         "--config.data.probe_files=" + ",".join(map(str, lab_data.train_files)),
         f"--config.data.vocab_path={lab_data.vocab_path}",
-        "--config.train.checkpoint_every=2", "--config.eval.probe=False",
+        "--config.train.checkpoint_every=2", "--config.evals.probe.every=0",
         "--config.model.video.name=features", "--config.data.video=False",
         f"--config.data.features_2d={TINY.features_2d}",
         f"--config.data.features_3d={TINY.features_3d}",
@@ -82,7 +82,7 @@ def _query_texts(lab_data, process_index):
     """The distinct retrieval queries (token ids) of one process's eval files."""
     config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
     config.data.update(lab="", eval_files=",".join(map(str, lab_data.test_files)),
-                       vocab_path=str(lab_data.vocab_path), eval_unit="caption")
+                       vocab_path=str(lab_data.vocab_path))
     batches = pipeline.iterate_eval(config.data, 8, process_index=process_index,
                                     process_count=2)
     return {tuple(ids) for b in batches for ids in b["text"][:, 0][b["valid"].astype(bool)]}
@@ -94,7 +94,7 @@ def test_two_processes_train_checkpoint_evaluate_and_resume(tmp_path):
     workdir, cache = tmp_path / "run", tmp_path / "jax_cache"
 
     logs = _run_job(workdir, lab_data, cache, "--config.train.num_steps=2",
-                    "--config.train.eval_every=2")
+                    "--config.evals.retrieval.every=2")
     for log in logs:
         assert "2 process(es), 8 device(s)" in log, log[-3000:]
     assert [p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()] == ["2"]
@@ -110,7 +110,7 @@ def test_two_processes_train_checkpoint_evaluate_and_resume(tmp_path):
     assert queries[0] != queries[1]  # the union is not what one process alone sees
 
     logs = _run_job(workdir, lab_data, cache, "--config.train.num_steps=3",
-                    "--config.train.eval_every=0")
+                    "--config.evals.retrieval.every=0")
     for i, log in enumerate(logs):
         assert f"Resumed from step 2 (data position {positions[i]})" in log, log[-3000:]
     assert (workdir / "checkpoints/3").is_dir()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vtlearn import train
-from vtlearn.config_defaults import load_config
+from vtlearn.config_defaults import evaluate_every, load_config
 from vtlearn.config_defaults import use_lab_features
 from vtlearn.data import sources
 
@@ -25,11 +25,13 @@ def lab_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("lab"))
 
 
-def _config(lab_dir, features=False, **train_overrides):
+def _config(lab_dir, features=False, eval_every=None, **train_overrides):
     config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
     config.data.lab_dir = lab_dir
     if features:
         use_lab_features(config)
+    if eval_every is not None:
+        evaluate_every(config, eval_every)
     config.train.update(train_overrides)
     return config
 

@@ -18,6 +18,14 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 
+class NoCheckpointError(FileNotFoundError):
+    """The run directory holds no checkpoint to restore."""
+
+
+class RestoreError(ValueError):
+    """A checkpoint exists but does not fit the state it is restored into."""
+
+
 class Checkpointer:
     """Saves and restores train state + data positions under `workdir/checkpoints`.
 
@@ -25,19 +33,28 @@ class Checkpointer:
       workdir: run directory.
       keep: number of checkpoints kept (oldest deleted first).
       every_steps: periodic save interval.
+      read_only: only restore (`vtlearn.load`): no directory is created, no
+        SIGTERM handler installed, and a missing checkpoint raises
+        `NoCheckpointError`.
     """
 
-    def __init__(self, workdir: str | Path, keep: int, every_steps: int):
+    def __init__(self, workdir: str | Path, keep: int = 1, every_steps: int = 1,
+                 read_only: bool = False):
         self.every_steps = every_steps
-        self.directory = Path(workdir).absolute() / "checkpoints"
+        self.workdir = Path(workdir).absolute()
+        self.directory = self.workdir / "checkpoints"
+        if read_only and not self.directory.is_dir():
+            raise NoCheckpointError(f"No checkpoint in {self.directory}: train first, e.g. "
+                                    f"python -m vtlearn.main --config=... --workdir={workdir}")
         self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+            self.directory, options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=not read_only))
+        if read_only and self.latest_step is None:
+            raise NoCheckpointError(f"No checkpoint in {self.directory}: train first.")
         self._sigterm = threading.Event()
-        if threading.current_thread() is threading.main_thread():
+        self._previous = None
+        if not read_only and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        else:
-            self._previous = None
 
     def _on_sigterm(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint at the next step.")
@@ -74,9 +91,20 @@ class Checkpointer:
           (state, per-process data positions).
         """
         step = self.latest_step if step is None else step
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=ocp.args.JsonRestore()))
+        if step not in self._manager.all_steps():
+            raise NoCheckpointError(f"No checkpoint of step {step} in {self.directory} "
+                                    f"(it has {sorted(self._manager.all_steps())}).")
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state),
+                data=ocp.args.JsonRestore()))
+        except (ValueError, KeyError, TypeError) as e:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise RestoreError(
+                f"The checkpoint of step {step} in {self.directory} does not fit the state "
+                f"this config builds ({first}). Was the run trained with another method, "
+                f"model or optimizer? Its settings are in {self.workdir / 'config.json'}."
+            ) from None
         return restored.state, list(restored.data["positions"])
 
     def wait(self) -> None:

@@ -7,8 +7,14 @@ Keys (all overridable with `--config.section.key=value`):
 * `lab`: overrides of the synthetic-lab preset named by `data.lab`
   (`vtlearn.data.lab.LabConfig` fields, e.g. `misaligned_fraction`).
 * `optimizer`: `vtlearn.optim.default_config()`.
-* `train`: global batch size, steps, logging/checkpoint/eval intervals.
-* `eval`: which evaluations run (`vtlearn.evaluation.evaluator`).
+* `train`: global batch size, steps, logging and checkpoint intervals.
+* `evals`: one section per evaluation, `evals.<name>.type` naming an
+  evaluator module of `vtlearn.evaluation` and `evals.<name>.every` its
+  interval in steps (0: not during training); the other keys are the
+  evaluator's (`vtlearn.evaluation.base.section`).
+* `eval_batch_size`: global units per step of the evaluation embedding pass.
+* `model_init`: start from pretrained weights: a run's workdir or the MIL-NCE
+  release's `.pth` (`vtlearn.api.load_pretrained`); "" = random init.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import ml_collections
 
 from vtlearn import optim
 from vtlearn.data import pipeline
+from vtlearn.evaluation.base import section
 
 # Lab settings a config may override (the rest keep the preset's values).
 LAB_KEYS = dict(misaligned_fraction=0.0, misalign_seconds=0.0, chatter_prob=0.0,
@@ -35,9 +42,19 @@ def base_config(name: str, method: str) -> ml_collections.ConfigDict:
     config.optimizer = optim.default_config()
     config.train = ml_collections.ConfigDict(dict(
         batch_size=8192, num_steps=400_000, log_every=100, checkpoint_every=5000,
-        keep_checkpoints=3, eval_every=10_000))
-    config.eval = ml_collections.ConfigDict(dict(batch_size=64, retrieval=True, probe=True))
+        keep_checkpoints=3))
+    config.model_init = ""
+    config.evals = ml_collections.ConfigDict(dict(
+        retrieval=section("retrieval", every=10_000),
+        probe=section("linear_probe", every=10_000)))
+    config.eval_batch_size = 64
     return config
+
+
+def evaluate_every(config: ml_collections.ConfigDict, steps: int) -> None:
+    """Sets `every` of all of `config.evals` (a preset's shorter schedule)."""
+    for name in config.evals:
+        config.evals[name].every = steps
 
 
 def use_lab(config: ml_collections.ConfigDict, preset: str, **lab_overrides) -> None:

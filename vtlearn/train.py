@@ -1,14 +1,18 @@
 """The one training loop every method shares: `train_and_evaluate(config, workdir)`.
 
-mesh -> input -> state (init or resume) -> jitted step -> logging,
-checkpoints, periodic evaluation. Methods plug in through
-`vtlearn.methods.base.Method`; nothing here is paper-specific.
+validate config -> mesh -> evaluators -> state (init, pretrained weights,
+or resume with a config check) -> jitted step -> logging, checkpoints,
+evaluations. Methods plug in through `vtlearn.methods.base.Method`,
+samplers through `vtlearn.data.samplers`, evaluators through
+`vtlearn.evaluation`; nothing here is paper-specific.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import flax
@@ -19,10 +23,11 @@ import numpy as np
 import optax
 from absl import logging
 
-from vtlearn import checkpointing, metric_writers, optim, sharding
+from vtlearn import checkpointing, metric_writers, optim, run_config, sharding
 from vtlearn.data import pipeline
+from vtlearn.data.samplers import get_sampler
 from vtlearn.data.sources import resolve_data
-from vtlearn.evaluation import evaluator
+from vtlearn.evaluation import build_evaluators
 from vtlearn.methods import get_method
 
 
@@ -55,28 +60,43 @@ class Trainer:
     def __post_init__(self):
         self.method = get_method(self.config.method)(self.config, self.mesh.size)
         self.replicated = sharding.replicated(self.mesh)
+        self.sample_spec = _frozen_spec(pipeline.sample_spec(self.config.data))
 
-    def init_state(self, batch_spec: dict[str, jax.ShapeDtypeStruct]) -> TrainState:
-        """Fresh state (replicated); batch_spec gives per-example shapes."""
-        return sharding.jit(self._init, static_argnums=0, out_shardings=self.replicated)(
-            _frozen_spec(batch_spec))
+    def init_state(self, pretrained=None) -> TrainState:
+        """Fresh state (replicated): random init, the method's own pretrained
+        parts (`Method.with_pretrained`), then `pretrained` (params, model
+        state) over it (`vtlearn.api.merge_pretrained`)."""
+        params, model_state = sharding.jit(
+            self._init_variables, static_argnums=0,
+            out_shardings=self.replicated)(self.sample_spec)
+        params = self.method.with_pretrained(params)
+        if pretrained is not None:
+            from vtlearn import api
 
-    def abstract_state(self, batch_spec) -> TrainState:
+            params, model_state = api.merge_pretrained((params, model_state), pretrained)
+        return sharding.jit(self._make_state, out_shardings=self.replicated)(
+            params, model_state)
+
+    def abstract_state(self) -> TrainState:
         """Shapes/shardings of the state, for restoring without initialising."""
-        shapes = jax.eval_shape(functools.partial(self._init, _frozen_spec(batch_spec)))
+        shapes = jax.eval_shape(lambda: self._make_state(
+            *self._init_variables(self.sample_spec)))
         return jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), shapes)
 
-    def _init(self, spec) -> TrainState:
+    def _keys(self):
+        return jax.random.split(jax.random.PRNGKey(self.config.seed))  # init, train
+
+    def _init_variables(self, spec):
         n = self.mesh.size
         batch = {k: jnp.zeros((n,) + shape, dtype) for k, (shape, dtype) in spec}
-        rng = jax.random.PRNGKey(self.config.seed)
-        init_rng, train_rng = jax.random.split(rng)
-        params, model_state = self.method.init(init_rng, batch)
+        return self.method.init(self._keys()[0], batch)
+
+    def _make_state(self, params, model_state) -> TrainState:
         return TrainState(step=jnp.zeros([], jnp.int32), params=params,
                           opt_state=self._optimizer(params).init(params),
-                          model_state=model_state,
-                          rng=train_rng, num_nonfinite=jnp.zeros([], jnp.int32))
+                          model_state=model_state, rng=self._keys()[1],
+                          num_nonfinite=jnp.zeros([], jnp.int32))
 
     def _optimizer(self, params) -> optax.GradientTransformation:
         return optim.make_optimizer(self.config.optimizer, self.config.train.num_steps,
@@ -98,7 +118,7 @@ class Trainer:
         rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):
-            return self.method.loss(params, state.model_state, batch, rng)
+            return self.method.loss(params, state.model_state, batch, rng, state.step)
 
         (loss, (model_state, metrics)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)(state.params)
@@ -116,58 +136,125 @@ class Trainer:
         return new, metrics
 
 
-def _frozen_spec(batch_spec) -> tuple:
+def _frozen_spec(spec) -> tuple:
     """Hashable (key, (per-example shape, dtype)) tuple for jit static args."""
-    return tuple(sorted((k, (tuple(v.shape[1:]), np.dtype(v.dtype)))
-                        for k, v in batch_spec.items()))
-
-
-def _batch_spec(dataset) -> dict[str, jax.ShapeDtypeStruct]:
-    return {k: jax.ShapeDtypeStruct(tuple(s.shape), s.dtype.as_numpy_dtype)
-            for k, s in dataset.element_spec.items() if k not in HOST_KEYS}
+    return tuple(sorted((k, (tuple(shape), np.dtype(dtype))) for k, (shape, dtype)
+                        in spec.items()))
 
 
 def clips_per_step(config: ml_collections.ConfigDict) -> int:
-    """Clips in one global batch: B, or B·n for sequence samples (VT-TWINS)."""
-    per_sample = config.data.num_pairs if config.data.sampler == "sequence" else 1
-    return config.train.batch_size * per_sample
+    """Clips in one global batch: B times the sampler's clips per sample."""
+    return config.train.batch_size * get_sampler(config.data).clips_per_sample
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks the train section before anything is built; errors name the key."""
+    tc = config.train
+    if tc.batch_size <= 0 or tc.batch_size % jax.device_count():
+        raise ValueError(f"config.train.batch_size={tc.batch_size} must be a positive "
+                         f"multiple of the {jax.device_count()} devices")
+    for key in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if tc[key] <= 0:
+            raise ValueError(f"config.train.{key} must be > 0, got {tc[key]}")
+    for name, section in config.evals.items():
+        if section.every < 0:
+            raise ValueError(f"config.evals.{name}.every must be >= 0, got {section.every}")
+
+
+class EvaluationLog:
+    """Which evaluator last ran at which step (`workdir/evaluations.json`).
+
+    Lets a rerun finish the evaluations a stop interrupted: an evaluation due
+    at the restored step that has no entry for it runs before training goes on.
+    """
+
+    def __init__(self, workdir: str):
+        self.path = Path(workdir) / "evaluations.json"
+        self.done = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def record(self, name: str, step: int) -> None:
+        self.done[name] = step
+        if jax.process_index() == 0:
+            self.path.write_text(json.dumps(self.done, indent=1, sort_keys=True))
+
+    def pending(self, evals: ml_collections.ConfigDict, step: int, num_steps: int) -> list[str]:
+        """Evaluators due at `step` that have not run at it."""
+        return [name for name, s in evals.items()
+                if _due(s.every, step, num_steps) and self.done.get(name, -1) < step]
+
+
+def _due(every: int, step: int, num_steps: int) -> bool:
+    return bool(every) and step > 0 and (step % every == 0 or step == num_steps)
+
+
+def run_evaluations(evaluators: dict, variables, step: int, writer, log=None) -> dict[str, float]:
+    """Runs `evaluators`; metrics prefixed by name, written at `step`."""
+    metrics: dict[str, float] = {}
+    for name, evaluator in evaluators.items():
+        logging.info("Evaluating %s at step %d ...", name, step)
+        started = time.perf_counter()
+        result = {f"{name}/{k}": v for k, v in evaluator.run(variables, step).items()}
+        logging.info("%s at step %d (%.0f s): %s", name, step, time.perf_counter() - started,
+                     _fmt(result))
+        writer.write(step, "eval", result)
+        metrics |= result
+        if log is not None:
+            log.record(name, step)
+    return metrics
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains `config.method` and evaluates it; resumes from `workdir` if possible.
 
+    Before the first step the whole config is checked: the train section,
+    every evaluator's settings and files, and, when resuming, the config
+    saved in `workdir` (`vtlearn.run_config`).
+
     Returns:
-      The last evaluation's metrics (empty if none ran).
+      The metrics of the evaluations that ran (empty if none ran).
     """
     config = resolve_data(config)
+    validate(config)
     mesh = sharding.make_mesh()
     trainer = Trainer(config, mesh)
+    evaluators = build_evaluators(trainer.method, mesh, config, workdir)
     tc = config.train
-    if tc.batch_size % jax.device_count():
-        raise ValueError(f"config.train.batch_size={tc.batch_size} must be divisible by "
-                         f"the {jax.device_count()} devices")
     process_batch = tc.batch_size // jax.process_count()
     skips = pipeline.SkipCounter()
-
     where = dict(process_index=jax.process_index(), process_count=jax.process_count())
-    spec = _batch_spec(pipeline.build_train_dataset(config.data, process_batch, **where))
     ckpt = checkpointing.Checkpointer(workdir, keep=tc.keep_checkpoints,
                                       every_steps=tc.checkpoint_every)
-    if ckpt.latest_step is not None:
-        state, positions = ckpt.restore(trainer.abstract_state(spec))
-        start_index = positions[jax.process_index()]
-        logging.info("Resumed from step %d (data position %d).", ckpt.latest_step, start_index)
-    else:
-        state, start_index = trainer.init_state(spec), 0
-    step = int(state.step)
-    writer = metric_writers.MetricWriter(workdir)
-    progress = metric_writers.Progress(tc.num_steps, clips_per_step(config), step)
-    position = start_index
-    eval_metrics: dict[str, float] = {}
-    batches = pipeline.iterate_train(config.data, process_batch, start_index=start_index,
-                                     skips=skips, **where)
-    pending = []
+    writer = None
     try:
+        if ckpt.latest_step is not None:
+            run_config.check(config, workdir)
+            state, positions = ckpt.restore(trainer.abstract_state())
+            start_index = positions[jax.process_index()]
+            logging.info("Resumed from step %d (data position %d).", ckpt.latest_step,
+                         start_index)
+        else:
+            pretrained = None
+            if config.model_init:
+                from vtlearn import api
+
+                pretrained = api.load_pretrained(config.model_init, config)
+            state, start_index = trainer.init_state(pretrained), 0
+        if jax.process_index() == 0:
+            run_config.save(config, workdir)
+        step = int(state.step)
+        writer = metric_writers.MetricWriter(workdir)
+        evaluation_log = EvaluationLog(workdir)
+        eval_metrics = run_evaluations(
+            {n: evaluators[n] for n in evaluation_log.pending(config.evals, step, tc.num_steps)},
+            state, step, writer, evaluation_log)
+        if step >= tc.num_steps:
+            logging.info("The run finished at step %d; evaluations are up to date (rerun "
+                         "any with python -m vtlearn.evaluate --workdir=%s).", step, workdir)
+            return eval_metrics
+        progress = metric_writers.Progress(tc.num_steps, clips_per_step(config), step)
+        batches = pipeline.iterate_train(config.data, process_batch, start_index=start_index,
+                                         skips=skips, **where)
+        pending = []
         while step < tc.num_steps:
             local = next(batches)
             position = int(local["index"][-1]) + 1
@@ -187,13 +274,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if preempted:
                 logging.warning("Stopping at step %d after preemption; rerun to resume.", step)
                 break
-            if tc.eval_every and (step % tc.eval_every == 0 or last):
-                eval_metrics = evaluator.evaluate(trainer.method, state, config, mesh)
-                writer.write(step, "eval", eval_metrics)
-                logging.info("eval at step %d: %s", step, _fmt(eval_metrics))
+            due = {n: e for n, e in evaluators.items()
+                   if _due(config.evals[n].every, step, tc.num_steps)}
+            if due:
+                eval_metrics = run_evaluations(due, state, step, writer, evaluation_log)
     finally:
         ckpt.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
     return eval_metrics
 
 

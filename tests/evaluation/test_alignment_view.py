@@ -6,7 +6,6 @@ from every clip (−Σ clips), so it is the farthest caption from all of them.
 """
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -111,8 +110,9 @@ def test_png_has_three_differing_panels_and_the_documented_size(tmp_path):
 
 
 def test_view_of_a_run_without_checkpoints_fails_clearly(tmp_path):
+    from vtlearn.checkpointing import NoCheckpointError
+
     workdir = tmp_path / "run"
-    with pytest.raises(alignment_view.NoCheckpointError, match="No checkpoint in .*run"):
-        alignment_view.write_alignment_view(ml_collections.ConfigDict(), workdir,
-                                            tmp_path / "alignment.png")
+    with pytest.raises(NoCheckpointError, match="No checkpoint in .*run"):
+        alignment_view.write_alignment_view(workdir, tmp_path / "alignment.png")
     assert not workdir.exists()

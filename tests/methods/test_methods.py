@@ -52,7 +52,7 @@ def test_sharded_milnce_equals_single_device(lab_dir):
     rng = jax.random.PRNGKey(1)
 
     def loss(p, s, b):
-        return method.loss(p, s, b, rng)[0]
+        return method.loss(p, s, b, rng, 0)[0]
 
     grad_fn = jax.jit(jax.value_and_grad(loss))
     mesh = sharding.make_mesh()
@@ -120,7 +120,7 @@ def _wired_milnce(tmp_path, **loss):
 
 def test_milnce_temperature_scores_cosine_over_temperature(tmp_path):
     method, batch, params, state = _wired_milnce(tmp_path, temperature=0.1)
-    value, _ = method.loss(params, state, batch, jax.random.PRNGKey(1))
+    value, _ = method.loss(params, state, batch, jax.random.PRNGKey(1), 0)
     out, _ = method.video_model.apply({"params": params["video"], "batch_stats": state["video"]},
                                       batch["video"], train=True, mutable=["batch_stats"])
     video = np.asarray(out["video_embedding"], np.float64)
@@ -146,7 +146,7 @@ def test_milnce_method_feeds_the_loss_family(kind, tmp_path):
     """MilNce.loss == milnce_family_loss on embeddings computed by hand (Attn+NCE's
     attention logits from eqs. 7-9: head(mixed_5c) . head(pooled words))."""
     method, batch, params, state = _wired_milnce(tmp_path, kind=kind)
-    value, (new_state, _) = method.loss(params, state, batch, jax.random.PRNGKey(1))
+    value, (new_state, _) = method.loss(params, state, batch, jax.random.PRNGKey(1), 0)
 
     out, _ = method.video_model.apply({"params": params["video"], "batch_stats": state["video"]},
                                       batch["video"], train=True, mutable=["batch_stats"])
@@ -168,6 +168,6 @@ def test_milnce_method_feeds_the_loss_family(kind, tmp_path):
     np.testing.assert_allclose(float(value), float(want), rtol=1e-5)
     assert not jax.tree.all(jax.tree.map(np.array_equal, new_state, state))  # BN updated
     if kind == "attn_nce":
-        grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.PRNGKey(1))[0])(params)
+        grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.PRNGKey(1), 0)[0])(params)
         assert all(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["attn_text"]))
         assert all(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["attn_video"]))

@@ -1,0 +1,40 @@
+"""Evaluators: one module each, chosen by `config.evals.<name>.type`.
+
+Built in: "retrieval" (zero-shot text-video retrieval), "linear_probe"
+(frozen features, linear classifier) and "alignment_view" (VT-TWINS Fig. 5
+matrices as a PNG). See `vtlearn.evaluation.base` for the interface.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import ml_collections
+
+from vtlearn.registry import load_plugin
+
+
+def get_evaluator_module(type_: str, name: str = "<name>") -> types.ModuleType:
+    """The module of evaluator `type_` (it defines `Evaluator` and `default_config`)."""
+    import sys
+
+    cls = load_plugin("vtlearn.evaluation", type_, "Evaluator", f"config.evals.{name}.type")
+    return sys.modules[cls.__module__]
+
+
+def build_evaluators(method, mesh, config: ml_collections.ConfigDict,
+                     workdir: str | Path | None = None, names=None) -> dict:
+    """`{name: Evaluator}` for `config.evals` (or its `names`), validated now.
+
+    Raises:
+      ValueError: naming the config key of an unknown type, a missing file
+        pattern or any other setting an evaluator rejects.
+    """
+    names = list(config.evals) if names is None else list(names)
+    unknown = set(names) - set(config.evals)
+    if unknown:
+        raise ValueError(f"no evaluator(s) {sorted(unknown)} in config.evals "
+                         f"(it has {sorted(config.evals)})")
+    return {name: get_evaluator_module(config.evals[name].type, name).Evaluator(
+        method, mesh, config, name, workdir) for name in names}

@@ -23,17 +23,20 @@ ones ≈ 1, and φ = 0.5 separates them. With the release's "neg_dot" (−cos �
 match's distance (≈ −1), so a caption right after a well-matched one is
 usually kept even if it is unrelated to every clip.
 
-Command line (restores the latest checkpoint of a VT-TWINS run)::
+As an evaluator (`config.evals.<name>.type = "alignment_view"`, see
+`Evaluator`) it writes the PNG of every evaluation step into the workdir.
+From the command line, for any saved run (its latest checkpoint)::
 
-  python -m vtlearn.evaluation.alignment_view --config=configs/vttwins_s3d.py:local \
-    --workdir=/tmp/vttwins --out=alignment.png [--index=0]
+  python -m vtlearn.evaluation.alignment_view --workdir=/tmp/vttwins \
+    --out=alignment.png [--index=0] [--step=N]
 
 The video is a deterministic sample of the evaluation records
-(`config.data.eval_files`, e.g. the lab's test split): the training sampler
-(`data.sampler="sequence"`, n consecutive captions with their clips) runs
-over them with a fixed seed, no flips and crops of `data.eval_crop_size`;
-`--index` picks the sample within that first batch. Padded pairs
-(`text_mask`) are dropped before the matrices are computed.
+(`config.data.eval_files`, e.g. the lab's test split): the "sequence"
+sampler (n consecutive captions with their clips) runs over them with a
+fixed seed, no flips and crops of `data.eval_crop_size`; `index` picks the
+sample within that first batch. Padded pairs (`text_mask`) are dropped
+before the matrices are computed. Any method works: clips and captions are
+embedded with its `embed_video` and `embed_text`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from vtlearn.alignment.s2dtw import DEFAULT_GAMMA, DEFAULT_PHI, SmoothingOrigin
 from vtlearn.alignment.s2dtw import s2dtw_from_distances
 from vtlearn.alignment.soft_dtw import Distance, expected_alignment, l2_normalize
 from vtlearn.alignment.soft_dtw import pairwise_distance
+from vtlearn.evaluation import base
 
 MATRIX_KEYS = ("distance", "soft_dtw", "s2dtw")
 PANEL_TITLES = ("distance", "soft-DTW path M", "S2DTW path M-hat")
@@ -74,10 +78,6 @@ _DARK = np.array([8.0, 48.0, 107.0])
 _TEXT = (0, 0, 0)
 _FRAME = (160, 160, 160)
 _FONT_SIZE = 11
-
-
-class NoCheckpointError(FileNotFoundError):
-    """The run directory holds no checkpoint to restore."""
 
 
 @functools.partial(
@@ -275,93 +275,125 @@ def render_alignment_png(
     return layout.size
 
 
-def evaluation_sequences(data_config: ml_collections.ConfigDict,
+def evaluation_sequences(data_config: ml_collections.ConfigDict, files: str, num_pairs: int,
                          batch_size: int) -> dict[str, np.ndarray]:
-    """A deterministic batch of sequence samples from `data_config.eval_files`.
+    """A deterministic batch of sequence samples from the records `files`.
 
-    Runs the training sampler (`vtlearn.data.pipeline.build_train_dataset`)
-    over the evaluation records with data.seed = SAMPLE_SEED, no flips and
-    crops of `eval_crop_size`, so the same config always gives the same batch.
+    Runs the "sequence" sampler (n consecutive captions with their clips)
+    over `files` with data.seed = SAMPLE_SEED, no flips and crops of
+    `eval_crop_size`, so the same settings always give the same batch,
+    whatever sampler the run trained with.
 
     Args:
-      data_config: A resolved data config with `sampler="sequence"`.
+      data_config: A resolved data config.
+      files: Record pattern.
+      num_pairs: n.
       batch_size: Samples B.
 
     Returns:
-      The first batch: video [B, n, T, H, W, 3], text [B, n, L], text_mask
-      [B, n], label [B], index [B] (see `vtlearn.data.pipeline`).
+      The first batch: video [B, n, T, H, W, 3] (or features [B, n, D]),
+      text [B, n, L], text_mask [B, n], label [B], index [B] (see
+      `vtlearn.data.pipeline`).
     """
     from vtlearn.data import pipeline
 
-    if data_config.sampler != "sequence":
-        raise ValueError(f"the alignment view needs data.sampler='sequence', got "
-                         f"{data_config.sampler!r}")
     cfg = ml_collections.ConfigDict(data_config.to_dict())
-    cfg.update(train_files=cfg.eval_files, seed=SAMPLE_SEED, flip=False,
-               crop_size=cfg.eval_crop_size)
+    cfg.update(sampler="sequence", num_pairs=num_pairs, train_files=files, seed=SAMPLE_SEED,
+               flip=False, crop_size=cfg.eval_crop_size)
     return next(pipeline.iterate_train(cfg, batch_size))
 
 
-def write_alignment_view(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                         out: str | os.PathLike, index: int = 0) -> Path:
-    """Restores the latest checkpoint of `workdir` and renders one video's view.
+def default_config() -> ml_collections.ConfigDict:
+    """Keys of an alignment-view section (besides `type` and `every`).
+
+    A VT-TWINS config links gamma, phi, distance and the smoothing settings
+    to its `config.loss`, so the view shows the alignment the loss uses.
+    """
+    return ml_collections.ConfigDict(dict(
+        files="",        # "" = config.data.eval_files
+        index=0,         # which sample of the deterministic batch is shown
+        num_pairs=0,     # n; 0 = config.data.num_pairs
+        gamma=DEFAULT_GAMMA, phi=DEFAULT_PHI, distance="neg_dot", smoothing_gamma=0.0,
+        smoothing_origin="paper",
+    ))
+
+
+class Evaluator(base.Evaluator):
+    """Writes one video's Δ, M and M̂ as `artefacts/<name>/step_<N>_alignment.png`.
+
+    Metrics: "skipped_captions" and "skipped_clips", the captions (columns)
+    and clips (rows) to which S2DTW gives a total weight below 0.5 (soft-DTW
+    gives each at least 1).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        s = self.settings
+        if s.index < 0:
+            raise ValueError(f"config.evals.{self.name}.index must be >= 0, got {s.index}")
+        self.pattern = self.files("files", "eval_files")
+        self.num_pairs = s.num_pairs or self.config.data.num_pairs
+
+    def alignment(self, variables) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The matrices of `alignment_matrices` and the shown captions' texts."""
+        from vtlearn import sharding
+        from vtlearn.data.text import Vocabulary
+
+        s, devices = self.settings, jax.device_count()
+        batch = evaluation_sequences(self.config.data, self.pattern, self.num_pairs,
+                                     devices * math.ceil((s.index + 1) / devices))
+        sample = {k: v[s.index] for k, v in batch.items()}
+        valid = int(np.sum(sample["text_mask"]))
+        clip_inputs = {k: np.repeat(sample[k][None, :valid], devices, 0).reshape(
+            (-1,) + sample[k].shape[1:]) for k in base.CLIP_KEYS if k in sample}
+        video_fn, _ = base._jitted(self.method)
+        clips = video_fn(variables.params, variables.model_state,
+                         sharding.global_batch(clip_inputs, self.mesh))["embedding"]
+        clips = np.asarray(sharding.to_host(clips))[:valid]
+        captions = base.embed_token_ids(self.method, variables, self.mesh,
+                                        sample["text"][:valid], self.batch_size)
+        matrices = alignment_matrices(
+            clips, captions, gamma=s.gamma, phi=s.phi, distance=s.distance,
+            smoothing_gamma=s.smoothing_gamma or None, smoothing_origin=s.smoothing_origin)
+        vocab = Vocabulary.load(self.config.data.vocab_path)
+        return matrices, [vocab.decode(ids) for ids in sample["text"][:valid]]
+
+    def run(self, variables, step):
+        matrices, texts = self.alignment(variables)
+        path = self.artefact_path(step, "alignment.png")
+        if path is not None:
+            render_alignment_png(matrices, path, captions_text=texts)
+        return {"skipped_captions": float(np.sum(matrices["s2dtw"].sum(0) < 0.5)),
+                "skipped_clips": float(np.sum(matrices["s2dtw"].sum(1) < 0.5))}
+
+
+def write_alignment_view(workdir: str | os.PathLike, out: str | os.PathLike, index: int = 0,
+                         step: int | None = None) -> Path:
+    """Renders one evaluation video's view of a saved run to `out`.
+
+    Uses the run's `config.evals` section of type "alignment_view" if it has
+    one (else the defaults with the run's data), with `index` overriding.
 
     Args:
-      config: The run's config (a VT-TWINS method; data resolved here).
-      workdir: Run directory with `checkpoints/`.
+      workdir: Run directory (`vtlearn.load`).
       out: Output PNG path.
       index: Which sample of `evaluation_sequences` to show.
+      step: Checkpoint step (default: the latest).
 
     Returns:
       The PNG's path.
-
-    Raises:
-      NoCheckpointError: when `workdir` has no checkpoint.
-      vtlearn.data.sources.NoDataError: when the config names no data.
     """
-    if index < 0:
-        raise ValueError(f"index must be >= 0, got {index}")
-    checkpoints = Path(workdir) / "checkpoints"
-    if not checkpoints.is_dir():  # Checked first: `Checkpointer` would create it.
-        raise NoCheckpointError(f"No checkpoint in {checkpoints}: train first, e.g. "
-                                f"python -m vtlearn.main --config=... --workdir={workdir}")
-    # Imported here: they load TensorFlow, which the matrices and the PNG do not need.
-    from vtlearn import checkpointing, sharding, train
-    from vtlearn.data import pipeline
-    from vtlearn.data.sources import resolve_data
-    from vtlearn.data.text import Vocabulary
+    import vtlearn
 
-    config = resolve_data(config)
-    mesh = sharding.make_mesh()
-    trainer = train.Trainer(config, mesh)
-    method = trainer.method
-    if not hasattr(method, "embed_sequences"):
-        raise ValueError(f"method {config.method!r} embeds no clip/caption sequences; "
-                         "the alignment view needs a VT-TWINS config")
-    num_devices = jax.local_device_count()
-    batch_size = num_devices * math.ceil((index + 1) / num_devices)
-    spec = train._batch_spec(pipeline.build_train_dataset(config.data, batch_size))
-    ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
-                                      every_steps=config.train.checkpoint_every)
-    try:
-        if ckpt.latest_step is None:
-            raise NoCheckpointError(f"No checkpoint in {checkpoints}: train first.")
-        state, _ = ckpt.restore(trainer.abstract_state(spec))
-    finally:
-        ckpt.close()
-    batch = evaluation_sequences(config.data, batch_size)
-    embed = jax.jit(method.embed_sequences, static_argnames="train")
-    clips, captions, _ = embed(state.params, state.model_state,
-                               sharding.global_batch(batch, mesh), train=False)
-    valid = int(np.sum(batch["text_mask"][index]))
-    clips = np.asarray(sharding.to_host(clips))[index, :valid]
-    captions = np.asarray(sharding.to_host(captions))[index, :valid]
-    lc = config.loss
-    matrices = alignment_matrices(
-        clips, captions, gamma=lc.gamma, phi=lc.phi, distance=lc.distance,
-        smoothing_gamma=lc.smoothing_gamma or None, smoothing_origin=lc.smoothing_origin)
-    vocab = Vocabulary.load(config.data.vocab_path)
-    texts = [vocab.decode(ids) for ids in batch["text"][index, :valid]]
+    model = vtlearn.load(workdir, step=step)
+    config = ml_collections.ConfigDict(model.config.to_dict())
+    name = next((k for k, v in config.evals.items() if v.type == "alignment_view"), None)
+    if name is None:
+        name = "alignment_view"
+        config.evals[name] = base.section("alignment_view", every=0)
+    config.evals[name].index = index
+    evaluator = Evaluator(model.method, model.mesh, config, name)
+    matrices, texts = evaluator.alignment(model.variables)
     render_alignment_png(matrices, out, captions_text=texts)
     return Path(out)
 
@@ -369,27 +401,25 @@ def write_alignment_view(config: ml_collections.ConfigDict, workdir: str | os.Pa
 def _command_line() -> None:
     """Parses the flags (defined here, so importing the module defines none) and runs."""
     from absl import app, flags, logging
-    from ml_collections import config_flags
 
-    config = config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]).",
-                                             lock_config=True)
-    workdir = flags.DEFINE_string("workdir", None, "Run directory with checkpoints/.")
+    workdir = flags.DEFINE_string("workdir", None, "Run directory (vtlearn.load).")
     out = flags.DEFINE_string("out", "alignment.png", "Output PNG.")
     index = flags.DEFINE_integer("index", 0, "Sample of the evaluation batch to show.")
-    flags.mark_flags_as_required(["config", "workdir"])
+    step = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+    flags.mark_flags_as_required(["workdir"])
 
     def main(argv: Sequence[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.set_verbosity(logging.WARNING)  # Orbax logs every restore phase at INFO.
+        from vtlearn.checkpointing import NoCheckpointError
         from vtlearn.data.pipeline import keep_tensorflow_on_host
-        from vtlearn.data.sources import NoDataError
 
         keep_tensorflow_on_host()
         try:
-            path = write_alignment_view(config.value, workdir.value, out.value, index.value)
-        except (NoCheckpointError, NoDataError) as e:
+            path = write_alignment_view(workdir.value, out.value, index.value, step.value)
+        except NoCheckpointError as e:
             sys.exit(str(e))
         print(path)
 

@@ -6,6 +6,14 @@ logistic regression on clip features. Here: features are
 standardised (statistics of the training set), the regularisation strength C
 is chosen by stratified cross-validation on the training set only, the model
 is refit on the whole training set and scored once on the test set.
+
+As an evaluator (`config.evals.<name>.type = "linear_probe"`): the probe
+fits on the units of `train_files` (default `config.data.probe_files`) and
+scores on those of `test_files` (default `config.data.eval_files`); units
+are ground-truth segments labelled by step (`unit="segment"`) or whole
+videos labelled by category (`unit="video"`: sliding windows averaged per
+video, as HMDB/UCF clips are classified). It classifies the backbone
+features a method returns ("features"), else its joint embedding.
 """
 
 from __future__ import annotations
@@ -13,12 +21,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import ml_collections
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
+
+from vtlearn.data.pipeline import Units
+from vtlearn.evaluation import base
 
 Classifier = Literal["logistic", "linear_svm"]
 
@@ -73,3 +85,54 @@ def linear_probe(
         "chance": 100.0 * float(np.mean(test_labels == majority)),
         "C": float(search.best_params_["model__C"]),
     }
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Keys of a linear-probe section (besides `type` and `every`)."""
+    return ml_collections.ConfigDict(dict(
+        train_files="",  # "" = config.data.probe_files
+        test_files="",   # "" = config.data.eval_files
+        unit="segment",  # "segment" (step labels) | "video" (category labels)
+        window_seconds=0.0,  # "video" units: window length; 0 = one clip's duration
+        num_clips=0,     # clips per unit; 0 = data.eval_num_clips
+        classifier="logistic",  # | "linear_svm"
+        c_grid=(0.01, 0.1, 1.0, 10.0),
+        folds=3,
+    ))
+
+
+class Evaluator(base.Evaluator):
+    """A linear classifier on frozen features; see the module docstring."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        s, data = self.settings, self.config.data
+        if s.classifier not in ("logistic", "linear_svm"):
+            raise ValueError(f"config.evals.{self.name}.classifier must be 'logistic' or "
+                             f"'linear_svm', got {s.classifier!r}")
+        if s.unit == "segment":
+            self.units = Units("segment", num_clips=s.num_clips)
+        elif s.unit == "video":
+            window = s.window_seconds or (data.num_frames / data.fps if data.video else 1.0)
+            self.units = Units("window", num_clips=s.num_clips, window_seconds=window,
+                               stride_seconds=window)
+        else:
+            raise ValueError(f"config.evals.{self.name}.unit must be 'segment' or 'video', "
+                             f"got {s.unit!r}")
+        self.train_pattern = self.files("train_files", "probe_files")
+        self.test_pattern = self.files("test_files", "eval_files")
+
+    def _embed(self, variables, pattern):
+        units = self.embed_units(variables, pattern, self.units, with_text=False)
+        if self.settings.unit == "video":
+            units = base.pool_by_video(units)
+            units["label"] = units["category"]
+        key = "features" if "features" in units else "embedding"
+        return units[key], units["label"]
+
+    def run(self, variables, step):
+        s = self.settings
+        result = linear_probe(*self._embed(variables, self.train_pattern),
+                              *self._embed(variables, self.test_pattern),
+                              classifier=s.classifier, c_grid=tuple(s.c_grid), folds=s.folds)
+        return {"top1": result["top1"], "chance": result["chance"]}

@@ -10,13 +10,24 @@ correct one is ranked before it. A model that gives every item the same
 similarity therefore gets the worst rank, never a perfect score.
 
 Recalls are percentages (0-100), as the papers report them.
+
+As an evaluator (`config.evals.<name>.type = "retrieval"`): every caption of
+`files` (default `config.data.eval_files`) is a query; its (widened) window
+is embedded as `num_clips` clips whose outputs are averaged, and the method
+scores queries against windows (`Method.similarity`; dot products unless
+the method says otherwise). Captions with identical text (the lab's clean
+step names) are grouped, see `grouped_retrieval_metrics`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import ml_collections
 import numpy as np
+
+from vtlearn.data.pipeline import Units
+from vtlearn.evaluation import base
 
 
 def correct_item_ranks(similarity: np.ndarray) -> np.ndarray:
@@ -173,3 +184,32 @@ def grouped_chance_recall(groups: np.ndarray, k: int) -> dict[str, float]:
     miss = np.prod(np.clip((n - sizes[:, None] - steps) / (n - steps), 0.0, None), axis=1)
     return {f"t2v/R@{k}_chance": 100.0 * float(np.mean(1.0 - miss)),
             f"v2t/R@{k}_chance": 100.0 * min(k, num_groups) / num_groups}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Keys of a retrieval section (besides `type` and `every`)."""
+    return ml_collections.ConfigDict(dict(
+        files="",       # record pattern; "" = config.data.eval_files
+        num_clips=0,    # clips averaged per caption window; 0 = data.eval_num_clips
+        recall_at=(1, 5, 10),
+    ))
+
+
+class Evaluator(base.Evaluator):
+    """Zero-shot text-video retrieval over the captions of `files`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pattern = self.files("files", "eval_files")
+        self.units = Units("caption", num_clips=self.settings.num_clips)
+
+    def run(self, variables, step):
+        units = self.embed_units(variables, self.pattern, self.units)
+        _, groups = np.unique(units["text_ids"], axis=0, return_inverse=True)
+        groups = groups.reshape(-1)
+        similarity = self.method.similarity(units["text"], units)
+        metrics = grouped_retrieval_metrics(similarity, groups, tuple(self.settings.recall_at))
+        for k in self.settings.recall_at:
+            metrics |= grouped_chance_recall(groups, k)
+        metrics["num_queries"] = float(groups.max() + 1)
+        return metrics

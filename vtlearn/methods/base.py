@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 Params = Any
 ModelState = Any  # e.g. {"batch_stats": ...}, cluster centroids, queues
@@ -35,10 +36,19 @@ class Method(abc.ABC):
     def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> tuple[Params, ModelState]:
         """Initial params and model state for a batch of the training spec."""
 
+    def with_pretrained(self, params: Params) -> Params:
+        """Fresh params with the method's own pretrained parts (e.g. word vectors).
+
+        Runs on the host once, after `init`, when a run starts from scratch
+        (not when it resumes or when a trained model is loaded).
+        """
+        return params
+
     @abc.abstractmethod
     def loss(self, params: Params, state: ModelState, batch: dict[str, jax.Array],
-             rng: jax.Array) -> tuple[jax.Array, tuple[ModelState, dict[str, jax.Array]]]:
-        """Training loss on a global batch.
+             rng: jax.Array, step: jax.Array
+             ) -> tuple[jax.Array, tuple[ModelState, dict[str, jax.Array]]]:
+        """Training loss on a global batch at training step `step` (int32 []).
 
         Returns:
           (scalar loss, (new model state, scalar metrics to log)).
@@ -57,6 +67,14 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def embed_text(self, params: Params, state: ModelState, text: jax.Array) -> jax.Array:
         """Embeds N token-id sequences [N, L] -> [N, D]."""
+
+    def similarity(self, text: np.ndarray, video: dict[str, np.ndarray]) -> np.ndarray:
+        """Retrieval scores [Q, N] of text embeddings [Q, D] against N videos.
+
+        `video` holds the (clip-averaged) outputs of `embed_video`; the
+        default scores dot products with "embedding".
+        """
+        return np.asarray(text, np.float64) @ np.asarray(video["embedding"], np.float64).T
 
     def trainable(self, params: Params) -> Any:
         """Pytree of bools: False for parameters the optimizer must not change."""

@@ -50,7 +50,7 @@ class MilNce(VideoTextMethod):
                 rb, jnp.zeros([1, self.config.model.text.hidden_dim]))["params"]
         return params, state
 
-    def loss(self, params, state, batch, rng):
+    def loss(self, params, state, batch, rng, step):
         lc = self.config.loss
         out, state = self.apply_video(params, state, batch, train=True)
         tokens, mask = batch["text"], batch["text_mask"]

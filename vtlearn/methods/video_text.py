@@ -44,10 +44,11 @@ def build_video_model(cfg: ml_collections.ConfigDict, embedding_dim: int,
 def build_text_model(config: ml_collections.ConfigDict) -> text_models.TextEncoder:
     """The text model sized to the run's vocabulary (`config.data.vocab_path`)."""
     tc = config.model.text
-    if tc.freeze_word_embeddings and not tc.word2vec_path:
+    if tc.freeze_word_embeddings and not (tc.word2vec_path or config.get("model_init")):
         raise ValueError("config.model.text.freeze_word_embeddings=True needs "
-                         "config.model.text.word2vec_path (e.g. GoogleNews word2vec); "
-                         "set freeze_word_embeddings=False to learn them instead.")
+                         "config.model.text.word2vec_path (e.g. GoogleNews word2vec) or "
+                         "pretrained weights (config.model_init); set "
+                         "freeze_word_embeddings=False to learn them instead.")
     return text_models.TextEncoder(
         vocab_size=len(Vocabulary.load(config.data.vocab_path)), word_dim=tc.word_dim,
         hidden_dim=tc.hidden_dim, embedding_dim=config.model.embedding_dim,
@@ -94,19 +95,20 @@ class VideoTextMethod(Method):
         clip = inputs.reshape((-1,) + inputs.shape[-self._clip_rank:])[:1]
         sentence = batch["text"].reshape((-1,) + batch["text"].shape[-1:])[:1]
         variables = self.video_model.init(rv, clip, train=False)
-        params = {"video": variables["params"], "text": self._init_text(rt, sentence)}
+        params = {"video": variables["params"],
+                  "text": self.text_model.init(rt, sentence)["params"]}
         return params, {"video": variables["batch_stats"]}
 
-    def _init_text(self, rng, text):
-        params = self.text_model.init(rng, text)["params"]
+    def with_pretrained(self, params):
+        """Word vectors from `config.model.text.word2vec_path`, if set."""
         path = self.config.model.text.word2vec_path
-        if path:
-            from vtlearn.models import word2vec
+        if not path:
+            return params
+        from vtlearn.models import word2vec
 
-            vocab = Vocabulary.load(self.config.data.vocab_path)
-            _, table = word2vec.load_word2vec(path, vocab)
-            params = text_models.with_word_embeddings(params, table)
-        return params
+        vocab = Vocabulary.load(self.config.data.vocab_path)
+        _, table = word2vec.load_word2vec(path, vocab)
+        return {**params, "text": text_models.with_word_embeddings(params["text"], table)}
 
     def apply_video(self, params, state, batch, train: bool):
         """Tower endpoints of a batch's clips; returns (outputs, new state).

@@ -30,7 +30,7 @@ class VtTwins(VideoTextMethod):
         out, state = self.apply_video(params, state, batch, train=train)
         return out["video_embedding"], self.apply_text(params, batch["text"]), state
 
-    def loss(self, params, state, batch, rng):
+    def loss(self, params, state, batch, rng, step):
         lc = self.config.loss
         clips, captions, state = self.embed_sequences(params, state, batch, train=True)
         mask = batch["text_mask"]

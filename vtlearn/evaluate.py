@@ -1,0 +1,79 @@
+"""Evaluates a saved run without training: `python -m vtlearn.evaluate --workdir=DIR`.
+
+Restores the run (`vtlearn.load`, latest checkpoint or `--step`), runs the
+evaluators of its `config.evals` (or those named by `--evals`), prints the
+metrics, appends them to `DIR/metrics.jsonl` and TensorBoard as split
+"eval" at the checkpoint's step, and writes artefacts under `DIR/artefacts`.
+`--set` changes evaluator settings for this evaluation only, e.g.
+`--set evals.retrieval.files='/data/youcook2/val-*.tfrecord'`.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+_EVALS = flags.DEFINE_list("evals", None, "Keys of config.evals to run (default: all).")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "KEY=VALUE under evals or eval_batch_size, e.g. evals.probe.classifier=linear_svm")
+
+
+def apply_overrides(config, assignments) -> None:
+    """Sets `KEY=VALUE` pairs (Python literals, else strings) on the evaluation keys.
+
+    Raises:
+      ValueError: for a key outside `evals.` / `eval_batch_size` or one that does not exist.
+    """
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not (key.startswith("evals.") or key == "eval_batch_size"):
+            raise ValueError(f"--set {assignment!r}: expected KEY=VALUE with KEY under "
+                             "evals. or eval_batch_size")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if hasattr(node, "get") else None
+        if node is None or not hasattr(node, "get") or leaf not in node:
+            raise ValueError(f"--set {assignment!r}: config has no key {key}")
+        try:
+            node[leaf] = value
+        except TypeError as e:
+            raise ValueError(f"--set {assignment!r}: {e}") from None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import vtlearn
+    from vtlearn import metric_writers
+    from vtlearn.checkpointing import NoCheckpointError
+    from vtlearn.data.pipeline import keep_tensorflow_on_host
+
+    keep_tensorflow_on_host()
+    try:
+        model = vtlearn.load(_WORKDIR.value, step=_STEP.value)
+        apply_overrides(model.config, _SET.value)
+        metrics = model.evaluate(_EVALS.value, workdir=_WORKDIR.value)
+    except (NoCheckpointError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"vtlearn.evaluate: {e}")
+    writer = metric_writers.MetricWriter(_WORKDIR.value)
+    writer.write(model.step, "eval", metrics)
+    writer.close()
+    logging.info("Evaluated %s at step %d.", _WORKDIR.value, model.step)
+    for key, value in sorted(metrics.items()):
+        print(f"{key}\t{value:.4g}")
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["workdir"])
+    app.run(main)
