@@ -56,7 +56,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw
 
 from vtlearn.config_defaults import load_config
-from vtlearn.data import pipeline, records
+from vtlearn.data import clips, pipeline, records
 from vtlearn.data import schema as S
 from vtlearn.data.sources import resolve_data
 from vtlearn.data.text import Vocabulary
@@ -194,13 +194,13 @@ def record_stats(pattern: str) -> RecordStats:
 def decode_all_modalities(ex, lo, hi, clip_start, seed, cfg, train):
     """The peer's video step: decode every frame of the chunk, then gather and crop.
 
-    Stands in for `pipeline._modalities` (video only) with the same crop
+    Stands in for `clips.modalities` (video only) with the same crop
     window, flip and output: video uint8 [n, T, s, s, 3].
     """
     del lo, hi  # Only audio and features use the caption window.
-    idx = pipeline._frame_indices(ex, clip_start, cfg)  # [n, T]
+    idx = clips._frame_indices(ex, clip_start, cfg)  # [n, T]
     crop = cfg.crop_size if train else cfg.eval_crop_size
-    y, x = tf.unstack(pipeline._crop_window(ex[S.FRAMES][0], crop, seed, random=train)[:2])
+    y, x = tf.unstack(clips._crop_window(ex[S.FRAMES][0], crop, seed, random=train)[:2])
     flip = (tf.random.stateless_uniform([], seed + 1) < 0.5) if (
         train and cfg.flip) else tf.constant(False)
     decoded = tf.map_fn(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), ex[S.FRAMES],
@@ -218,7 +218,7 @@ def build_decode_all_dataset(cfg: ml_collections.ConfigDict, batch_size: int) ->
     """`pipeline.build_train_dataset` with the decode-all video step (the peer)."""
     if cfg.audio_seconds or cfg.features_2d or cfg.features_3d:
         raise ValueError("the decode-all peer reads video only")
-    with mock.patch.object(pipeline, "_modalities", decode_all_modalities):
+    with mock.patch.object(clips, "modalities", decode_all_modalities):
         return pipeline.build_train_dataset(cfg, batch_size)  # traced here
 
 
@@ -340,13 +340,13 @@ def stage_datasets(cfg: ml_collections.ConfigDict, batch_size: int) -> dict[str,
     def clip(index, serialized, stage):
         ex, _ = parsed(serialized)
         seed = tf.stack([tf.constant(0, tf.int64), index])
-        free = ex[S.CHUNK_END] - ex[S.CHUNK_START] - pipeline._clip_seconds(cfg)
+        free = ex[S.CHUNK_END] - ex[S.CHUNK_START] - clips.clip_seconds(cfg)
         start = ex[S.CHUNK_START] + tf.random.stateless_uniform([1], seed, 0.0, free)
-        jpegs = tf.gather(ex[S.FRAMES], pipeline._frame_indices(ex, start, cfg)[0])
-        window = pipeline._crop_window(jpegs[0], crop, seed, random=True)
+        jpegs = tf.gather(ex[S.FRAMES], clips._frame_indices(ex, start, cfg)[0])
+        window = clips._crop_window(jpegs[0], crop, seed, random=True)
         flip = tf.random.stateless_uniform([], seed + 1) < 0.5
         if stage == "pipeline":
-            return pipeline._decode_frames(jpegs, window, crop, cfg.image_size, flip)
+            return clips._decode_frames(jpegs, window, crop, cfg.image_size, flip)
         video = tf.map_fn(lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3),
                           jpegs, fn_output_signature=tf.TensorSpec([crop, crop, 3], tf.uint8))
         if stage in ("flip", "float"):

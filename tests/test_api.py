@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import vtlearn
-from vtlearn import api, run_config, train
+from vtlearn import api, checkpointing, run_config, train
 from vtlearn.checkpointing import NoCheckpointError
 from vtlearn.config_defaults import load_config, use_lab_features
 from vtlearn.data import sources
@@ -127,6 +127,17 @@ def test_resume_refuses_changes_that_would_corrupt_the_run(run, tmp_path, lab_di
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "4"]
 
 
+def test_a_checkpoint_that_does_not_fit_says_so_in_a_few_lines(run, tmp_path, lab_dir):
+    workdir = _copy(run, tmp_path)
+    (workdir / "config.json").unlink()  # as runs saved before configs were: no check
+    config = _config(lab_dir, num_steps=6)
+    config.model.embedding_dim = 64
+    with pytest.raises(checkpointing.RestoreError) as error:
+        train.train_and_evaluate(config, str(workdir))
+    message = str(error.value)
+    assert str(workdir / "checkpoints") in message and len(message) < 1000
+
+
 def test_resume_refuses_a_reshuffled_vocabulary_of_the_same_size(run, tmp_path, lab_dir):
     workdir = _copy(run, tmp_path)
     words = list(Vocabulary.load(workdir / "vocab.txt").words)
@@ -148,17 +159,22 @@ def test_resume_accepts_more_steps_and_other_evaluation_settings(run, tmp_path, 
     assert saved["train"]["num_steps"] == 6 and saved["evals"]["retrieval"]["num_clips"] == 1
 
 
+@pytest.mark.parametrize("stop", ["killed during the evaluation", "SIGTERM in the last step"])
 def test_an_interrupted_final_evaluation_runs_when_the_run_is_rerun(lab_dir, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, stop):
     config = _config(lab_dir, num_steps=2)
     config.evals.retrieval.every = 2
+    if stop == "killed during the evaluation":
+        def killed(self, variables, step):
+            raise KeyboardInterrupt
 
-    def killed(self, variables, step):
-        raise KeyboardInterrupt  # the process dies during the evaluation
-
-    monkeypatch.setattr(retrieval.Evaluator, "run", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train.train_and_evaluate(config, str(tmp_path))
+        monkeypatch.setattr(retrieval.Evaluator, "run", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_and_evaluate(config, str(tmp_path))
+    else:  # the handler's flag, as SIGTERM sets it, is seen after the last step
+        monkeypatch.setattr(checkpointing.Checkpointer, "preempted",
+                            lambda self, step: step == 2)
+        assert train.train_and_evaluate(config, str(tmp_path)) == {}
     assert (tmp_path / "checkpoints/2").is_dir() and not _rows(tmp_path, "eval")
     monkeypatch.undo()
     metrics = train.train_and_evaluate(config, str(tmp_path))  # finished: evaluates only
@@ -210,3 +226,22 @@ def sharding_mesh():
     from vtlearn import sharding
 
     return sharding.make_mesh()
+
+
+def test_word_vectors_are_read_when_a_run_starts_and_never_again(lab_dir, tmp_path):
+    from gensim.models import KeyedVectors
+
+    config = _config(lab_dir, num_steps=2)
+    config.evals.retrieval.every = 0
+    words = list(Vocabulary.load(sources.resolve_data(config).data.vocab_path).words)
+    vectors = np.random.default_rng(0).normal(size=(len(words), 8)).astype(np.float32)
+    keyed = KeyedVectors(vector_size=8)
+    keyed.add_vectors(words, vectors)
+    keyed.save_word2vec_format(str(tmp_path / "vectors.bin"), binary=True)  # GoogleNews format
+    config.model.text.update(word_dim=8, word2vec_path=str(tmp_path / "vectors.bin"),
+                             freeze_word_embeddings=True)
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    (tmp_path / "vectors.bin").unlink()  # loading needs no training inputs
+    table = vtlearn.load(tmp_path / "run").params["text"]["word_embd"]["embedding"]
+    np.testing.assert_allclose(np.asarray(table)[1:], vectors, rtol=1e-6)  # frozen in training
+    np.testing.assert_array_equal(np.asarray(table)[0], 0.0)

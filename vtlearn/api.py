@@ -117,11 +117,9 @@ class Model:
           names: keys of `config.evals` (default: all).
           workdir: where evaluators write artefacts (default: none).
         """
-        from vtlearn.data.sources import resolve_data
         from vtlearn.evaluation import build_evaluators
 
-        config = self.config if not self.config.data.lab else resolve_data(self.config)
-        evaluators = build_evaluators(self.method, self.mesh, config, workdir, names)
+        evaluators = build_evaluators(self.method, self.mesh, self.config, workdir, names)
         return {f"{name}/{k}": v for name, e in evaluators.items()
                 for k, v in e.run(self, self.step).items()}
 

@@ -55,7 +55,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import vtlearn
-    from vtlearn import metric_writers
+    from vtlearn import metric_writers, sharding
+
+    sharding.use_compilation_cache()
     from vtlearn.checkpointing import NoCheckpointError
     from vtlearn.data.pipeline import keep_tensorflow_on_host
 

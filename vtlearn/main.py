@@ -32,12 +32,11 @@ def main(argv):
     keep_freed_memory()
     import jax
 
-    from vtlearn import train
+    from vtlearn import checkpointing, run_config, sharding, train
     from vtlearn.data.sources import NoDataError
 
     _quiet_orbax_info_logs()
-    jax.config.update("jax_compilation_cache_dir", os.environ.get(
-        "VTLEARN_COMPILATION_CACHE", os.path.expanduser("~/.cache/vtlearn/jax")))
+    sharding.use_compilation_cache()
     distributed = bool(_COORDINATOR.value or _DISTRIBUTED.value)
     if distributed:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -52,7 +51,7 @@ def main(argv):
                  jax.devices()[0].platform, workdir)
     try:
         train.train_and_evaluate(config, workdir)
-    except NoDataError as e:
+    except (NoDataError, run_config.ConfigChangedError, checkpointing.RestoreError) as e:
         sys.exit(str(e))
     if distributed:
         # Leave through the shutdown barrier: a process that exits while its

@@ -11,6 +11,7 @@ per-device negatives instead.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import jax
@@ -128,3 +129,10 @@ def jit(fn, **jit_kwargs):
         return compiled[key](*[a for i, a in enumerate(args) if i not in static])
 
     return call
+
+
+def use_compilation_cache() -> None:
+    """Caches compiled programs in $VTLEARN_COMPILATION_CACHE (default ~/.cache/vtlearn/jax),
+    so a resumed run or a later evaluation does not compile again."""
+    jax.config.update("jax_compilation_cache_dir", os.environ.get(
+        "VTLEARN_COMPILATION_CACHE", os.path.expanduser("~/.cache/vtlearn/jax")))

@@ -178,9 +178,14 @@ class EvaluationLog:
             self.path.write_text(json.dumps(self.done, indent=1, sort_keys=True))
 
     def pending(self, evals: ml_collections.ConfigDict, step: int, num_steps: int) -> list[str]:
-        """Evaluators due at `step` that have not run at it."""
-        return [name for name, s in evals.items()
-                if _due(s.every, step, num_steps) and self.done.get(name, -1) < step]
+        """Evaluators due at `step` that have not run at it (process 0's view)."""
+        due = np.array([_due(s.every, step, num_steps) and self.done.get(name, -1) < step
+                        for name, s in evals.items()], bool)
+        if jax.process_count() > 1:  # every process must run the same evaluations
+            from jax.experimental import multihost_utils
+
+            due = np.asarray(multihost_utils.broadcast_one_to_all(due), bool)
+        return [name for name, d in zip(evals, due) if d]
 
 
 def _due(every: int, step: int, num_steps: int) -> bool:
