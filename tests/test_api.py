@@ -86,6 +86,14 @@ def test_load_restores_a_run_from_its_workdir_alone(run):
         assert value == pytest.approx(metrics[key], abs=1e-9), key
 
 
+def test_alignment_view_of_any_saved_run(run, tmp_path):
+    from vtlearn.evaluation import alignment_view
+
+    path = alignment_view.write_alignment_view(run[0], tmp_path / "view.png", index=1)
+    assert path.stat().st_size > 0
+    assert not (run[0] / "artefacts").exists()  # the command writes only where it is told
+
+
 def test_load_fails_clearly_without_a_run(run, tmp_path):
     with pytest.raises(NoCheckpointError, match="No checkpoint in"):
         vtlearn.load(tmp_path / "nothing")

@@ -179,3 +179,50 @@ def test_a_new_evaluator_is_one_module(setup, tmp_path, monkeypatch):
 class _NullWriter:
     def write(self, *args):
         pass
+
+
+@pytest.mark.parametrize("config_name", ["vttwins_s3d", "milnce_s3d"])
+def test_alignment_view_evaluator_writes_the_figure_for_any_method(setup, tmp_path,
+                                                                   config_name):
+    from PIL import Image
+
+    from vtlearn.evaluation import alignment_view
+
+    config = load_config(f"{ROOT}/configs/{config_name}.py:tiny")
+    config.data.lab_dir = setup[0].data.lab_dir
+    use_lab_features(config)
+    config = sources.resolve_data(config)
+    if "alignment" not in config.evals:  # MIL-NCE configs have none: add one
+        config.evals.alignment = base.section("alignment_view", every=4, num_pairs=3)
+    trainer = train.Trainer(config, sharding.make_mesh())
+    state = trainer.init_state()
+    (evaluator,) = build_evaluators(trainer.method, trainer.mesh, config, tmp_path,
+                                    ["alignment"]).values()
+    metrics = evaluator.run(state, 5)
+    matrices, texts = evaluator.alignment(state)
+    n = len(texts)
+    assert 1 <= n <= evaluator.num_pairs and matrices["s2dtw"].shape == (n, n)
+    assert metrics["skipped_captions"] == np.sum(matrices["s2dtw"].sum(0) < 0.5)
+    image = Image.open(tmp_path / "artefacts/alignment/step_5_alignment.png")
+    assert image.size == alignment_view.panel_layout(n, n, 24, n).size
+
+
+def test_the_loss_receives_the_training_step(setup, monkeypatch):
+    config, trainer, _ = setup
+    trainer = train.Trainer(config, trainer.mesh)
+    original = trainer.method.loss
+
+    def loss(params, state, batch, rng, step):
+        value, (state, metrics) = original(params, state, batch, rng, step)
+        return value, (state, dict(metrics, seen_step=step))
+
+    monkeypatch.setattr(trainer.method, "loss", loss)
+    state = trainer.init_state()
+    batch = next(pipeline.iterate_train(config.data, config.train.batch_size))
+    batch = sharding.global_batch({k: v for k, v in batch.items() if k != "index"},
+                                  trainer.mesh)
+    seen = []
+    for _ in range(2):
+        state, metrics = trainer.train_step(state, batch)
+        seen.append(int(metrics["seen_step"]))
+    assert seen == [0, 1]
