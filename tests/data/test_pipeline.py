@@ -267,11 +267,13 @@ def test_feature_sampling_without_frames(data_dir):
         assert any(matches), (i, a)
 
 
-@pytest.mark.parametrize("sampler", ["clip", "sequence"])
+@pytest.mark.parametrize("sampler", ["clip", "sequence", "segments"])
 def test_samplers_declare_what_they_yield(data_dir, sampler):
     from vtlearn.data.samplers import get_sampler
 
     cfg = _cfg(data_dir, sampler=sampler, num_pairs=3)
+    if sampler == "segments":
+        cfg.update(video=False, audio_seconds=0.0)
     batch = next(pipeline.iterate_train(cfg, 4))
     spec = pipeline.sample_spec(cfg)
     assert set(batch) == set(spec) | {"index"}
@@ -280,7 +282,7 @@ def test_samplers_declare_what_they_yield(data_dir, sampler):
     empty = get_sampler(cfg).empty()
     assert {k: (tuple(v.shape), v.dtype.as_numpy_dtype) for k, v in empty.items()} == {
         k: (shape, dtype) for k, (shape, dtype) in spec.items() if k != "label"}
-    assert get_sampler(cfg).clips_per_sample == (3 if sampler == "sequence" else 1)
+    assert get_sampler(cfg).clips_per_sample == (1 if sampler == "clip" else 3)
 
 
 FIRST_CAPTION_SAMPLER = '''
@@ -332,7 +334,7 @@ def test_a_new_sampler_is_one_module(data_dir, tmp_path, monkeypatch):
 
 
 def test_unknown_sampler_names_the_key_and_the_choices(data_dir):
-    with pytest.raises(ValueError, match=r"config.data.sampler='nope'.*built in: clip, sequence$"):
+    with pytest.raises(ValueError, match=r"config.data.sampler='nope'.*built in: clip, segments, sequence$"):
         pipeline.sample_spec(_cfg(data_dir, sampler="nope"))
 
 
@@ -358,3 +360,56 @@ def test_window_units_tile_the_video_once_with_segment_labels(tmp_path):
     assert set(np.concatenate([b["category"] for b in got])[valid]) == {3}
     with pytest.raises(ValueError, match="window_seconds > 0"):
         pipeline.Units("window", window_seconds=0.0)
+
+
+def test_overlapping_text_and_l2_max_pooling_against_numpy():
+    import tensorflow as tf
+
+    from vtlearn.data import clips
+
+    rng = np.random.default_rng(0)
+    start = np.sort(rng.uniform(0, 30, 7)).astype(np.float32)
+    end = (start + rng.uniform(0.5, 4, 7)).astype(np.float32)
+    ids = rng.integers(0, 9, (7, 4)).astype(np.int32)  # zeros are padding
+    lo = rng.uniform(0, 30, 12).astype(np.float32)
+    hi = lo + 5
+    got = clips.overlapping_text(tf.constant(ids), start, end, lo, hi, 6).numpy()
+    for w in range(12):
+        words = [i for j in range(7) if start[j] < hi[w] and end[j] > lo[w]
+                 for i in ids[j] if i]
+        np.testing.assert_array_equal(got[w], (words + [0] * 6)[:6])
+    feats = rng.normal(size=(30, 5)).astype(np.float32)  # one step per second from 0
+    pooled = clips._window_pool(feats, 1.0, 0.0, lo, hi, "l2_max").numpy()
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    for w in range(12):
+        inside = [s for s in range(30) if s < hi[w] and s + 1 > lo[w]]
+        np.testing.assert_allclose(pooled[w], unit[inside].max(0), rtol=1e-5)
+
+
+def test_segments_sampler_follows_hessel_rules(data_dir):
+    cfg = _cfg(data_dir, sampler="segments", num_pairs=4, video=False, audio_seconds=0.0,
+               candidate_segments=16, feature_pooling="l2_max")
+    batch = next(pipeline.iterate_train(cfg, 8))
+    vocab = Vocabulary.load(cfg.vocab_path)
+    caps = _captions(data_dir)
+    grid = np.arange(0.0, 25.0, 0.05)
+    for i in range(8):
+        starts, ends = caps[int(batch["label"][i])]
+        words = [vocab.encode(f"w{j} cut", 16)[:2] for j in range(len(starts))]
+        assert batch["text_mask"][i].any()
+        for k in np.flatnonzero(batch["text_mask"][i]):
+            text = batch["text"][i, k]
+            # Reference: the words of the captions overlapping some 5-s segment
+            # [t, t + 5) of one chunk ([0, 10), [10, 20) or [20, 25)).
+            def words_at(t):
+                chunk_end = min(10.0 * (t // 10.0) + 10.0, 25.0)
+                if t + 5.0 > chunk_end + 1e-6 and t % 10.0 > 1e-6:
+                    return None
+                hi = min(t + 5.0, chunk_end)
+                ids = [w for j in range(len(starts)) if starts[j] < hi and ends[j] > t
+                       for w in words[j]]
+                return (ids + [0] * 16)[:16]
+            assert any(words_at(t) == list(text) for t in grid), (i, k)
+        assert not batch["text"][i][~batch["text_mask"][i]].any()
+        # Features: max of L2-normalised steps, so every entry is at most 1.
+        assert np.all(batch["features_2d"][i] <= 1 + 1e-6)

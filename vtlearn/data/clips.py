@@ -78,13 +78,44 @@ def _crop_window(jpeg, crop, seed, random):
     return tf.stack([y, x, crop, crop])
 
 
-def _window_mean(feats, rate, chunk_start, lo, hi):
-    """Mean of feature steps overlapping [lo, hi) -> [..., D]; zeros if none."""
+def _window_pool(feats, rate, chunk_start, lo, hi, pooling):
+    """Feature steps overlapping [lo, hi) pooled -> [..., D]; zeros if none.
+
+    `pooling` "mean" averages them; "l2_max" L2-normalises each step and takes
+    the element-wise maximum (Hessel et al. 2020, following Miech et al. 2019).
+    """
     n = tf.shape(feats)[0]
     t = chunk_start + tf.cast(tf.range(n), tf.float32) / tf.maximum(rate, EPS)
     t_end = t + 1.0 / tf.maximum(rate, EPS)
-    w = tf.cast((t[None] < hi[:, None]) & (t_end[None] > lo[:, None]), tf.float32)
-    return tf.math.divide_no_nan(w @ feats, tf.reduce_sum(w, -1, keepdims=True))
+    inside = (t[None] < hi[:, None]) & (t_end[None] > lo[:, None])  # [W, n]
+    if pooling == "mean":
+        w = tf.cast(inside, tf.float32)
+        return tf.math.divide_no_nan(w @ feats, tf.reduce_sum(w, -1, keepdims=True))
+    if pooling == "l2_max":
+        unit = tf.math.l2_normalize(feats, axis=-1)
+        masked = tf.where(inside[..., None], unit[None], -np.inf)
+        return tf.where(tf.reduce_any(inside, -1, keepdims=True),
+                        tf.reduce_max(masked, axis=1), 0.0)
+    raise ValueError(f"data.feature_pooling must be 'mean' or 'l2_max', got {pooling!r}")
+
+
+def overlapping_text(text_ids, start, end, lo, hi, max_words):
+    """Token ids [W, max_words] of the captions overlapping each window [lo, hi).
+
+    The captions' words in time order, padding dropped, truncated to
+    `max_words` (Hessel et al.'s "ASR overlapping the segment").
+
+    Args:
+      text_ids: int32 [N, L] captions' ids; start, end: [N] their times.
+      lo, hi: [W] windows.
+    """
+    overlap = (start[None] < hi[:, None]) & (end[None] > lo[:, None])  # [W, N]
+    ids = tf.where(overlap[..., None], text_ids[None], 0)
+    ids = tf.reshape(ids, [tf.shape(lo)[0], -1])  # [W, N*L] in time order
+    order = tf.argsort(tf.cast(ids == 0, tf.int32), axis=-1, stable=True)
+    ids = tf.gather(ids, order, batch_dims=1)
+    ids = tf.pad(ids, [[0, 0], [0, max_words]])
+    return ids[:, :max_words]
 
 
 def _audio_windows(ex, center, cfg):
@@ -122,8 +153,9 @@ def modalities(ex, lo, hi, clip_start, seed, cfg, train):
         if dim:
             feats = ex[S.FEATURES_2D if key == "features_2d" else S.FEATURES_3D]
             flo, fhi = (clip_start, clip_start + span) if cfg.video else (lo, hi)
-            out[key] = _window_mean(feats, ex[S.FEATURE_RATE], ex[S.CHUNK_START],
-                                    tf.reshape(flo, [-1]), tf.reshape(fhi, [-1]))
+            out[key] = _window_pool(feats, ex[S.FEATURE_RATE], ex[S.CHUNK_START],
+                                    tf.reshape(flo, [-1]), tf.reshape(fhi, [-1]),
+                                    cfg.feature_pooling)
     return out
 
 

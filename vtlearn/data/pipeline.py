@@ -7,7 +7,8 @@ NumPy arrays.
 
 Samplers (`cfg.sampler`, `vtlearn.data.samplers`) turn a record into a
 training sample: "clip" (MIL-NCE: an anchor clip with its K nearest
-captions) and "sequence" (VT-TWINS: n consecutive clip-caption pairs).
+captions), "sequence" (VT-TWINS: n consecutive clip-caption pairs) and
+"segments" (Hessel et al.: n random fixed-length segments with their ASR).
 
 Training batch keys (B = per-process batch; n = num_pairs for "sequence",
 else absent; K = num_candidates for "clip", 1 for "sequence"):
@@ -16,8 +17,8 @@ else absent; K = num_candidates for "clip", 1 for "sequence"):
 |--------------|---------|----------------------------|------------------------|
 | video        | uint8   | [B, (n,) T, H, W, 3] RGB   | cfg.video              |
 | audio        | float32 | [B, (n,) A] waveform       | cfg.audio_seconds > 0  |
-| features_2d  | float32 | [B, (n,) D2] window mean   | cfg.features_2d > 0    |
-| features_3d  | float32 | [B, (n,) D3] window mean   | cfg.features_3d > 0    |
+| features_2d  | float32 | [B, (n,) D2] window pooled | cfg.features_2d > 0    |
+| features_3d  | float32 | [B, (n,) D3] window pooled | cfg.features_3d > 0    |
 | text         | int32   | [B, K, L] ("clip"), [B, n, L] ("sequence"); 0 = pad |  |
 | text_mask    | bool    | [B, K] / [B, n] valid candidates / pairs |          |
 | label        | int32   | [B] video category (-1 unknown) |                    |
@@ -32,7 +33,7 @@ Evaluation (`build_eval_dataset`) yields every unit (caption, ground-truth
 segment or sliding window, see `Units`) exactly once, as `num_clips` clips
 evenly spaced over its window, center-cropped: video [B, C, T, H, W, 3]
 (audio/features as in training with a leading C axis), text [B, 1, L]
-(caption units; zeros otherwise), text_mask [B, 1], label [B], step [B]
+(caption units; the overlapping ASR for windows; zeros for segments), text_mask [B, 1], label [B], step [B]
 (the caption's step index, the segment's own index, or the window's
 segment, -1 for none), category [B] (video category), start/end [B]
 (the unit's window in video seconds, before widening), video_id [B]
@@ -79,11 +80,14 @@ def default_config() -> ml_collections.ConfigDict:
         flip=True,
         min_caption_seconds=5.0,
         num_candidates=5,        # K
-        num_pairs=8,             # n
+        num_pairs=8,             # n: pairs per sample ("sequence", "segments")
+        segment_seconds=5.0,     # "segments": fixed segment length
+        candidate_segments=256,  # "segments": random candidates per record
         audio_seconds=0.0,       # A = audio_seconds * audio_rate samples
         audio_rate=16000,
         features_2d=0,           # D2 (0: no features)
         features_3d=0,           # D3
+        feature_pooling="mean",  # over a window's feature steps: "mean" | "l2_max"
         eval_text_key=S.CAPTION,  # or caption/clean_string (synthetic lab)
         eval_num_clips=4,        # C
         probe_files="",          # records whose segments train linear probes
@@ -220,9 +224,10 @@ class Units:
         `data.eval_text_key`, label = video category), "segment" (every
         ground-truth step segment, label = its step label) or "window"
         (sliding windows of `window_seconds` starting every
-        `stride_seconds` from 0 up to the video's duration; label = the
-        step label of the segment holding the window's center, -1 in
-        background). Caption and segment windows shorter than
+        `stride_seconds` from 0 up to the video's duration; text = the
+        words of the captions (`caption/string`, the ASR) overlapping the
+        window, in time order; label = the step label of the segment
+        holding the window's center, -1 in background). Caption and segment windows shorter than
         `data.min_caption_seconds` are widened to it.
       num_clips: C clips evenly spaced over each window (0: `data.eval_num_clips`).
       window_seconds, stride_seconds: "window" units only.
@@ -293,13 +298,18 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
                         tf.cast(tf.argmax(tf.cast(inside, tf.int32), 1), tf.int32), -1)
         labels = tf.cast(ex[S.SEGMENT_LABEL], tf.int32)
         label = tf.where(step >= 0, tf.gather(labels, tf.maximum(step, 0)), -1)
-        return start, end, tf.fill(tf.shape(start), ""), label, step
+        return start, end, None, label, step
 
     def cut(serialized):
         ex = parse(serialized)
         start, end, texts, label, step = windows(ex)
         center = (start + end) / 2
-        text_ids = Vocabulary.tf_encode(table, texts, cfg.max_words)
+        if texts is None:  # windows: the ASR spoken during them
+            text_ids = clips.overlapping_text(
+                Vocabulary.tf_encode(table, ex[S.CAPTION], cfg.max_words),
+                ex[S.CAPTION_START], ex[S.CAPTION_END], start, end, cfg.max_words)
+        else:
+            text_ids = Vocabulary.tf_encode(table, texts, cfg.max_words)
         if units.kind == "window":
             lo = tf.maximum(start, ex[S.CHUNK_START])
             hi = tf.minimum(end, ex[S.CHUNK_END])
