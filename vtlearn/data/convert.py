@@ -1,12 +1,14 @@
 """Converts real narrated-video data into vtlearn chunk records (TFRecords).
 
-Two converters share one sharding / resume / summary machinery (`convert`):
+Three converters share one sharding / resume / summary machinery (`convert`):
 
 * `videos`: video files + captions -> JPEG frames at `--fps` (short side
   `--short_side`) and a mono waveform at `--sample_rate` (MIL-NCE, VT-TWINS;
   MCN's audio).
 * `features`: pre-extracted per-video feature arrays (+ optional waveforms) +
   captions -> `FEATURES/2d|3d/floats` (MCN, Hessel et al.).
+* `youtube8m`: YouTube-8M frame-level feature records + ASR captions
+  (Hessel et al.; `vtlearn.data.youtube8m`).
 
 Converting HowTo100M (captions: the released `raw_caption.json`, which takes
 a few GB of memory in the main process, or the per-video caption CSVs
@@ -854,7 +856,12 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("--waveform_dir", default=None,
                           help="<id>.npy mono waveforms")
     features.add_argument("--waveform_rate", type=float, default=16000.0)
-    for sub in (videos, features):
+    yt8m = commands.add_parser("youtube8m",
+                               help="YouTube-8M frame-level records + ASR captions")
+    yt8m.add_argument("--records", required=True, help="glob(s) of the record files")
+    yt8m.add_argument("--streams", default="rgb,audio",
+                      help="rgb (-> 2d features) and/or audio (-> 3d features)")
+    for sub in (videos, features, yt8m):
         sub.add_argument("--captions", default=None,
                          help="caption JSON, or a directory of <id>.csv files")
         sub.add_argument("--segments", default=None,
@@ -879,6 +886,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   else None),
         chunk_seconds=args.chunk_seconds, workers=args.workers,
         skip_uncaptioned=args.skip_uncaptioned)
+    if args.command == "youtube8m":
+        from vtlearn.data.youtube8m import convert_youtube8m
+
+        del common["segments"]
+        return convert_youtube8m(args.records, args.out_prefix, args.num_shards,
+                                 streams=tuple(args.streams.split(",")), **common)
     if args.command == "videos":
         loader = VideoFileLoader(fps=args.fps, short_side=args.short_side,
                                  max_aspect=args.max_aspect,

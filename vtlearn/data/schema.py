@@ -20,6 +20,8 @@ Context features (`SequenceExample.context`):
 | video/duration            | float         | required; length of the whole video, s          |
 | video/category            | int64         | task/category label, -1 if unknown              |
 | video/category_name       | bytes         | human-readable category                         |
+| video/labels              | int64 list    | all class labels of a multi-label video (e.g.   |
+|                           |               | YouTube-8M); video/category is the first        |
 | clip/start/timestamp      | float         | required; chunk start, s                        |
 | clip/end/timestamp        | float         | required; chunk end, s                          |
 | image/frame_rate          | float         | fps of the stored frames (0 if no frames)       |
@@ -70,6 +72,7 @@ VIDEO_ID = "video/id"
 DURATION = "video/duration"
 CATEGORY = "video/category"
 CATEGORY_NAME = "video/category_name"
+LABELS = "video/labels"
 CHUNK_START = "clip/start/timestamp"
 CHUNK_END = "clip/end/timestamp"
 FRAME_RATE = "image/frame_rate"
@@ -162,6 +165,7 @@ class Video:
       segments: optional ground-truth steps.
       category: task label, -1 if unknown.
       category_name: optional task name.
+      labels: all class labels of a multi-label video (may be empty).
     """
 
     video_id: str
@@ -177,3 +181,4 @@ class Video:
     segments: Segments | None = None
     category: int = -1
     category_name: str = ""
+    labels: Sequence[int] = ()
