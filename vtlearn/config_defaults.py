@@ -60,15 +60,16 @@ def evaluate_every(config: ml_collections.ConfigDict, steps: int) -> None:
 def use_lab(config: ml_collections.ConfigDict, preset: str, **lab_overrides) -> None:
     """Points `config.data` at a synthetic-lab preset with optional overrides.
 
-    Every key of `LAB_KEYS` gets a placeholder so `--config.lab.KEY=...`
-    overrides work on a locked config; unset ones fall back to the preset.
+    Every key of `LAB_KEYS` (and of `lab_overrides`, any `LabConfig` field)
+    gets a placeholder so `--config.lab.KEY=...` overrides work on a locked
+    config; unset ones fall back to the preset.
     """
     from vtlearn.data import lab
 
     config.data.lab = preset
     defaults = lab.lab_config(preset)
     config.lab = ml_collections.ConfigDict(
-        {k: lab_overrides.get(k, getattr(defaults, k)) for k in LAB_KEYS})
+        {k: lab_overrides.get(k, getattr(defaults, k)) for k in (*LAB_KEYS, *lab_overrides)})
     config.data.features_2d = 0
     config.data.features_3d = 0
     config.data.eval_text_key = "caption/clean_string"

@@ -12,7 +12,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from vtlearn import sharding, train
 from vtlearn.config_defaults import load_config
 from vtlearn.config_defaults import use_lab_features
-from vtlearn.data import sources
+from vtlearn.data import pipeline, sources
 from vtlearn.data.text import Vocabulary
 from vtlearn.losses import milnce as milnce_losses
 from vtlearn.methods import get_method
@@ -171,3 +171,43 @@ def test_milnce_method_feeds_the_loss_family(kind, tmp_path):
         grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.PRNGKey(1), 0)[0])(params)
         assert all(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["attn_text"]))
         assert all(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["attn_video"]))
+
+
+def test_hessel_heads_are_gated_and_sharded_loss_equals_single_device(lab_dir):
+    from vtlearn.models.gated import BagOfWordsEncoder, GatedEmbeddingUnit
+
+    # The gated unit against its equations (Miech et al. 2018, §3.1) in NumPy.
+    x = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    unit = GatedEmbeddingUnit(4)
+    p = unit.init(jax.random.PRNGKey(0), x)["params"]
+    y1 = x @ np.asarray(p["fc"]["kernel"]) + np.asarray(p["fc"]["bias"])
+    y2 = y1 / (1 + np.exp(-(y1 @ np.asarray(p["gate"]["kernel"]) + np.asarray(p["gate"]["bias"]))))
+    np.testing.assert_allclose(unit.apply({"params": p}, x),
+                               y2 / np.linalg.norm(y2, axis=1, keepdims=True), rtol=1e-5,
+                               atol=1e-6)
+    # Words: max-pool over real words only; a caption of padding embeds to zeros.
+    encoder = BagOfWordsEncoder(vocab_size=9, dim=4, word_dim=3)
+    ids = np.array([[1, 2, 0], [0, 0, 0]], np.int32)
+    q = encoder.init(jax.random.PRNGKey(1), ids)["params"]
+    table = np.asarray(q["word_embd"]["embedding"])
+    pooled = np.maximum(table[1], table[2])
+    expected = GatedEmbeddingUnit(4).apply({"params": q["head"]}, pooled[None])
+    out = encoder.apply({"params": q}, ids)
+    np.testing.assert_allclose(out[0], expected[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out[1], 0.0)
+
+    config = load_config(f"{ROOT}/configs/hessel.py:tiny")
+    config.data.lab_dir = lab_dir
+    config = sources.resolve_data(config)
+    method = get_method("hessel")(config, num_devices=8)
+    batch = next(pipeline.iterate_train(config.data, config.train.batch_size))
+    batch = {k: v for k, v in batch.items() if k != "index"}
+    params, state = method.init(jax.random.PRNGKey(0), batch)
+    grad_fn = jax.jit(jax.value_and_grad(
+        lambda p, b: method.loss(p, state, b, jax.random.PRNGKey(1), 0)[0]))
+    single = grad_fn(params, batch)
+    sharded = grad_fn(params, sharding.global_batch(batch, sharding.make_mesh()))
+    assert float(single[0]) > 0
+    np.testing.assert_allclose(sharded[0], single[0], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 sharded[1], single[1])

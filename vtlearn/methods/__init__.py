@@ -9,6 +9,7 @@ from vtlearn.methods.base import Method
 _METHODS = {
     "milnce": "vtlearn.methods.milnce:MilNce",
     "vttwins": "vtlearn.methods.vttwins:VtTwins",
+    "hessel": "vtlearn.methods.hessel:Hessel",
 }
 
 

@@ -17,6 +17,7 @@ import ml_collections
 from vtlearn.data.text import Vocabulary
 from vtlearn.methods.base import Method
 from vtlearn.models import text as text_models
+from vtlearn.models import word2vec
 from vtlearn.models.features import FeatureTower
 from vtlearn.models.i3d import I3D
 from vtlearn.models.s3d import S3DG
@@ -101,14 +102,7 @@ class VideoTextMethod(Method):
 
     def with_pretrained(self, params):
         """Word vectors from `config.model.text.word2vec_path`, if set."""
-        path = self.config.model.text.word2vec_path
-        if not path:
-            return params
-        from vtlearn.models import word2vec
-
-        vocab = Vocabulary.load(self.config.data.vocab_path)
-        _, table = word2vec.load_word2vec(path, vocab)
-        return {**params, "text": text_models.with_word_embeddings(params["text"], table)}
+        return word2vec.with_configured_vectors(params, self.config)
 
     def apply_video(self, params, state, batch, train: bool):
         """Tower endpoints of a batch's clips; returns (outputs, new state).
@@ -140,6 +134,4 @@ class VideoTextMethod(Method):
         return self.apply_text(params, text)
 
     def trainable(self, params):
-        labels = text_models.param_labels(params, self.text_model.frozen_param_paths(),
-                                          prefix=("text",))
-        return jax.tree.map(lambda label: label == "trainable", labels)
+        return text_models.trainable_mask(params, self.text_model.frozen_param_paths())

@@ -123,3 +123,10 @@ def param_labels(params, frozen_paths: Sequence[Sequence[str]], prefix: Sequence
         return "frozen" if any(keys[:len(f)] == f for f in frozen) else "trainable"
 
     return jax.tree_util.tree_map_with_path(label, params)
+
+
+def trainable_mask(params, frozen_paths: Sequence[Sequence[str]],
+                   prefix: Sequence[str] = ("text",)):
+    """Pytree of bools like `params`: False at (and under) the frozen paths."""
+    return jax.tree.map(lambda label: label == "trainable",
+                        param_labels(params, frozen_paths, prefix))

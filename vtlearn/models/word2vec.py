@@ -102,3 +102,16 @@ def load_word2vec(path: str | Path, vocab: Vocabulary | None = None, binary: boo
     if vocab is None:
         vocab = Vocabulary(list(first_casing_index(words)))
     return vocab, embedding_matrix(vocab, words, vectors, oov=oov, seed=seed)
+
+
+def with_configured_vectors(params: dict, config) -> dict:
+    """`params` whose `params["text"]` word table is read from
+    `config.model.text.word2vec_path` for the words of `config.data.vocab_path`
+    (unchanged if no path is set)."""
+    path = config.model.text.word2vec_path
+    if not path:
+        return params
+    from vtlearn.models import text as text_models
+
+    _, table = load_word2vec(path, Vocabulary.load(config.data.vocab_path))
+    return {**params, "text": text_models.with_word_embeddings(params["text"], table)}
