@@ -13,6 +13,7 @@ setup(
         "absl-py>=2.1",
         "flax>=0.10",
         "jax>=0.5",
+        "matplotlib>=3.8",
         "ml-collections>=0.1.1",
         "numpy>=1.26",
         "optax>=0.2.4",
