@@ -35,6 +35,12 @@ it); measured results in the README:
 
 Evaluations: `evals.groundability` (intra-video, segment and per-category
 AUC; tables and plots in the workdir's artefacts) and `evals.retrieval`.
+
+§5 in miniature: train on the lab's instructional categories only
+(`--config.data.train_categories='(0,2,4,6)'`, the even ids the lab flags)
+and on all, then compare per-video wins on each kind of test video:
+
+  python -m vtlearn.evaluation.groundability --a=/tmp/hessel_instructional --b=/tmp/hessel
 `:tiny` is a seconds-long smoke run for tests.
 """
 
@@ -78,7 +84,10 @@ def _small(config: ml_collections.ConfigDict, preset: str) -> None:
     settings = lab.lab_config(preset, frames=False, num_videos=splits)
     config.data.update(video=False, features_2d=settings.features_2d,
                        features_3d=settings.features_3d)
-    config.evals.groundability.reference = lab.build_world(settings).groundability
+    world = lab.build_world(settings)
+    config.evals.groundability.reference = world.groundability
+    config.evals.groundability.instructional = tuple(
+        c for c, flag in enumerate(world.instructional) if flag)
     config.train.update(batch_size=16, num_steps=1000, log_every=50, checkpoint_every=500)
     config_defaults.evaluate_every(config, 500)
     config.eval_batch_size = 64

@@ -115,6 +115,12 @@ def test_evaluate_command_evaluates_a_saved_run(run, tmp_path):
     assert len(rows) == before + 1 and rows[-1]["step"] == 4
     assert float(printed["retrieval/t2v/MedR"]) == pytest.approx(rows[-1]["retrieval/t2v/MedR"],
                                                                  rel=1e-3)
+    # An evaluator the run's config lacks joins with its defaults.
+    added = subprocess.run(command[:4] + ["--evals=groundability"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=900)
+    assert added.returncode == 0, added.stderr[-3000:]
+    assert "groundability/num_videos" in added.stdout
+    assert list((workdir / "artefacts/groundability").glob("step_4_*.png"))
     bad = subprocess.run(command[:4] + ["--set=evals.retrieval.nope=1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=900)
     assert bad.returncode != 0 and "config has no key evals.retrieval.nope" in bad.stderr

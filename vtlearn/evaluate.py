@@ -5,7 +5,10 @@ evaluators of its `config.evals` (or those named by `--evals`), prints the
 metrics, appends them to `DIR/metrics.jsonl` and TensorBoard as split
 "eval" at the checkpoint's step, and writes artefacts under `DIR/artefacts`.
 `--set` changes evaluator settings for this evaluation only, e.g.
-`--set evals.retrieval.files='/data/youcook2/val-*.tfrecord'`.
+`--set evals.retrieval.files='/data/youcook2/val-*.tfrecord'`. A name in
+`--evals` that the run's config lacks adds that evaluator type with its
+defaults, so any run can be probed by any evaluator, e.g. a MIL-NCE run's
+groundability: `--evals=groundability`.
 """
 
 from __future__ import annotations
@@ -60,10 +63,14 @@ def main(argv):
     sharding.use_compilation_cache()
     from vtlearn.checkpointing import NoCheckpointError
     from vtlearn.data.pipeline import keep_tensorflow_on_host
+    from vtlearn.evaluation.base import section
 
     keep_tensorflow_on_host()
     try:
         model = vtlearn.load(_WORKDIR.value, step=_STEP.value)
+        for name in _EVALS.value or ():
+            if name not in model.config.evals:
+                model.config.evals[name] = section(name, every=0)
         apply_overrides(model.config, _SET.value)
         metrics = model.evaluate(_EVALS.value, workdir=_WORKDIR.value)
     except (NoCheckpointError, FileNotFoundError, ValueError) as e:

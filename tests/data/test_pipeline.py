@@ -413,3 +413,10 @@ def test_segments_sampler_follows_hessel_rules(data_dir):
         assert not batch["text"][i][~batch["text_mask"][i]].any()
         # Features: max of L2-normalised steps, so every entry is at most 1.
         assert np.all(batch["features_2d"][i] <= 1 + 1e-6)
+
+
+def test_training_can_be_restricted_to_some_categories(data_dir):
+    cfg = _cfg(data_dir, train_categories=(1, 3))
+    labels = np.concatenate([b["label"] for _, b in zip(range(3),
+                                                        pipeline.iterate_train(cfg, 8))])
+    assert set(labels) == {1, 3}  # the fixture's four videos have categories 0-3

@@ -100,3 +100,28 @@ def test_the_evaluator_scores_a_hessel_model_and_writes_its_analysis(tmp_path):
         assert (folder / f"step_7_{name}").stat().st_size > 0, name
     rows = (folder / "step_7_categories.csv").read_text().splitlines()
     assert rows[0] == "category,videos,auc,reference" and len(rows) >= 2
+
+
+def test_two_runs_compare_by_per_video_wins(tmp_path):
+    import pathlib
+
+    import vtlearn
+    from vtlearn import train
+    from vtlearn.config_defaults import load_config
+
+    root = pathlib.Path(__file__).parents[2]
+    runs = []
+    for name, categories in (("instructional", (0, 2)), ("all", ())):
+        config = load_config(f"{root}/configs/hessel.py:tiny")
+        config.data.update(lab_dir=str(tmp_path / "lab"), train_categories=categories)
+        config.evals.groundability.every = 0
+        config.evals.retrieval.every = 0
+        train.train_and_evaluate(config, str(tmp_path / name))
+        runs.append(str(tmp_path / name))
+    result = groundability.compare_runs(*runs)
+    a = groundability._evaluator_of(vtlearn.load(runs[0]), None)
+    assert tuple(a.settings.instructional) == (0, 2)  # the lab flags its even categories
+    assert result["videos"] >= 1 and 0 <= result["wins"] <= 1
+    assert result["videos_instructional"] + result.get("videos_other", 0) == result["videos"]
+    # A run against itself ties everywhere.
+    assert groundability.compare_runs(runs[0], runs[0])["wins"] == 0.5

@@ -109,7 +109,7 @@ from vtlearn.data import schema as S
 from vtlearn.data.text import Vocabulary, tokenize
 
 MIN_VIDEOS_FOR_WORKERS = 64  # smaller labs render in one process
-LAB_VERSION = 1  # part of the cache hash: bump when the output changes
+LAB_VERSION = 2  # part of the cache hash: bump when the output changes
 SPLITS = ("train", "val", "test")
 PRESETS = ("tiny", "local")
 
@@ -445,6 +445,9 @@ class World:
       categories: per category, its typical ordered step ids.
       category_names: per category.
       groundability: per category.
+      instructional: per category, a flag for Hessel et al.'s §5 comparison of
+        models trained on instructional videos only or on all: the even
+        category ids, independent of their groundability.
       appearance: float32 [num_steps, D2] step appearance vectors.
       motion: float32 [num_steps, D3] step motion vectors.
       background_appearance: float32 [D2].
@@ -455,6 +458,7 @@ class World:
     categories: tuple[tuple[int, ...], ...]
     category_names: tuple[str, ...]
     groundability: tuple[float, ...]
+    instructional: tuple[bool, ...]
     appearance: np.ndarray
     motion: np.ndarray
     background_appearance: np.ndarray
@@ -501,7 +505,7 @@ def build_world(config: LabConfig) -> World:
                for f in ("kind", "colour", "action"))
     return World(
         steps=steps, categories=categories, category_names=names,
-        groundability=tuple(ground),
+        groundability=tuple(ground), instructional=tuple(c % 2 == 0 for c in range(n_cat)),
         appearance=(kind_2d[k] + colour_2d[c]) / math.sqrt(2),
         motion=(action_3d[a] + 0.3 * kind_3d[k]) / math.sqrt(1.09),
         background_appearance=bg_2d[0], background_motion=bg_3d[0])
@@ -1138,7 +1142,8 @@ def _write_lab(config: LabConfig, out: Path, workers: int) -> None:
                     colour=COLOURS[s.colour], action=ACTIONS[s.action])
                for i, s in enumerate(world.steps)],
         categories=[dict(id=i, name=world.category_names[i], steps=list(steps),
-                         groundability=world.groundability[i])
+                         groundability=world.groundability[i],
+                         instructional=world.instructional[i])
                     for i, steps in enumerate(world.categories)],
         vocab_size=len(vocab.words), splits=splits)
     (out / "lab.json").write_text(json.dumps(metadata, indent=1) + "\n")

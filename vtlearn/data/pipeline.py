@@ -93,6 +93,7 @@ def default_config() -> ml_collections.ConfigDict:
         probe_files="",          # records whose segments train linear probes
         lab="",                  # synthetic-lab preset ("tiny", "local"); fills files
         lab_dir="",              # lab cache (default $VTLEARN_DATA_DIR or ~/.cache)
+        train_categories=(),     # train only on videos of these category ids (() = all)
         shuffle_buffer=128,      # chunk records (~6.5 MB each at the paper setting)
         cycle_length=8,
         seed=0,
@@ -198,12 +199,26 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cfg.cycle_length, len(files)),
                        num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cfg.train_categories:
+        ds = ds.filter(_category_filter(tuple(cfg.train_categories)))
     ds = ds.shuffle(cfg.shuffle_buffer, seed=seed + 1)
     ds = ds.enumerate().skip(start_index)
     ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.filter(keep)
     ds = ds.map(lambda x: {k: v for k, v in x.items() if k != "_ok"})
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def _category_filter(categories: tuple[int, ...]):
+    """Keeps records whose video category is one of `categories` (parses only it)."""
+    wanted = tf.constant(categories, tf.int64)
+
+    def keep(serialized):
+        context, _ = tf.io.parse_single_sequence_example(serialized, context_features={
+            S.CATEGORY: tf.io.FixedLenFeature([], tf.int64, default_value=-1)})
+        return tf.reduce_any(tf.equal(context[S.CATEGORY], wanted))
+
+    return keep
 
 
 def sample_spec(cfg: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -31,6 +31,12 @@ AUC against position in the video and number of words, Fig. 3) and
 `words.txt` (the OLS regression of segment AUC on unigram indicators,
 controlling for position and length: the F-test of the words and the most
 predictive words, §4).
+
+Comparing two trained runs by per-video wins (§5), overall and on the
+videos of instructional / other categories (`instructional` of A's
+groundability section)::
+
+  python -m vtlearn.evaluation.groundability --a=RUN_A --b=RUN_B [--files=PATTERN]
 """
 
 from __future__ import annotations
@@ -128,6 +134,7 @@ def default_config() -> ml_collections.ConfigDict:
         segment_seconds=5.0,
         stride_seconds=5.0,
         reference=(),          # expected groundability per category id (for "spearman")
+        instructional=(),      # category ids judged instructional (for `compare_runs`)
         min_word_count=5,      # OLS: segments a word needs
         top_words=10,          # OLS: words listed each way
         artefacts=True,
@@ -236,3 +243,74 @@ class Evaluator(base.Evaluator):
         text += [f"  {vocab.words[ols['words'][i] - 1]}\t{ols['coefficients'][i]:+.4f}"
                  for i in ranked[::-1][:k]]
         self.artefact_path(step, "words.txt").write_text("\n".join(text) + "\n")
+
+
+def _evaluator_of(model, files: str | None) -> Evaluator:
+    """A groundability evaluator over `model` with its run's section (or the defaults)."""
+    config = ml_collections.ConfigDict(model.config.to_dict())
+    name = next((k for k, v in config.evals.items() if v.type == "groundability"), None)
+    if name is None:
+        name = "groundability"
+        config.evals[name] = base.section("groundability", every=0)
+    if files:
+        config.evals[name].files = files
+    config.evals[name].artefacts = False
+    return Evaluator(model.method, model.mesh, config, name)
+
+
+def compare_runs(workdir_a: str, workdir_b: str, files: str | None = None) -> dict[str, float]:
+    """Per-video wins of run A over run B on the same videos (latest checkpoints).
+
+    Args:
+      workdir_a, workdir_b: trained runs.
+      files: evaluation records (default: A's groundability files, else its
+        `data.eval_files`).
+
+    Returns:
+      {"wins": fraction of videos where A's intra-video AUC beats B's, "videos":
+      their number, and with A's `instructional` categories set,
+      "wins_instructional"/"wins_other" and "videos_instructional"/"videos_other"}.
+    """
+    import vtlearn
+
+    model_a, model_b = vtlearn.load(workdir_a), vtlearn.load(workdir_b)
+    evaluator_a = _evaluator_of(model_a, files)
+    evaluator_b = _evaluator_of(model_b, files or evaluator_a.pattern)
+    videos_a = evaluator_a.analyse(model_a)["videos"]
+    videos_b = evaluator_b.analyse(model_b)["videos"]
+    auc_a = {v: auc for v, (_, auc) in videos_a.items()}
+    auc_b = {v: auc for v, (_, auc) in videos_b.items()}
+    out = {"wins": per_video_wins(auc_a, auc_b), "videos": float(len(set(auc_a) & set(auc_b)))}
+    instructional = set(evaluator_a.settings.instructional)
+    if instructional:
+        for subset, keep in (("instructional", True), ("other", False)):
+            ids = {v for v, (c, _) in videos_a.items() if (c in instructional) == keep}
+            a = {v: auc_a[v] for v in ids}
+            if set(a) & set(auc_b):
+                out[f"wins_{subset}"] = per_video_wins(a, auc_b)
+                out[f"videos_{subset}"] = float(len(set(a) & set(auc_b)))
+    return out
+
+
+def _command_line() -> None:
+    from absl import app, flags
+
+    a = flags.DEFINE_string("a", None, "Run A's workdir.")
+    b = flags.DEFINE_string("b", None, "Run B's workdir.")
+    files = flags.DEFINE_string("files", None, "Evaluation records (default: A's).")
+    flags.mark_flags_as_required(["a", "b"])
+
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        from vtlearn.data.pipeline import keep_tensorflow_on_host
+
+        keep_tensorflow_on_host()
+        for key, value in compare_runs(a.value, b.value, files.value).items():
+            print(f"{key}\t{value:.4g}")
+
+    app.run(main)
+
+
+if __name__ == "__main__":
+    _command_line()
