@@ -48,4 +48,5 @@ def test_mixed_negative_hinge_matches_the_loop(weight):
 
 def test_no_negative_gives_zero():
     s = np.eye(3, dtype=np.float32)
-    assert float(mixed_negative_hinge_loss(s, np.zeros(3, int), np.array([True, False, False]))) == 0
+    valid = np.array([True, False, False])
+    assert float(mixed_negative_hinge_loss(s, np.zeros(3, int), valid)) == 0

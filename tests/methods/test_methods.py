@@ -168,7 +168,8 @@ def test_milnce_method_feeds_the_loss_family(kind, tmp_path):
     np.testing.assert_allclose(float(value), float(want), rtol=1e-5)
     assert not jax.tree.all(jax.tree.map(np.array_equal, new_state, state))  # BN updated
     if kind == "attn_nce":
-        grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.PRNGKey(1), 0)[0])(params)
+        rng = jax.random.PRNGKey(1)
+        grads = jax.grad(lambda p: method.loss(p, state, batch, rng, 0)[0])(params)
         assert all(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["attn_text"]))
         assert all(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["attn_video"]))
 

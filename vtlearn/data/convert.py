@@ -389,15 +389,8 @@ class FeatureLoader:
                              f">= 0: {self}")
 
     def __call__(self, source: SourceVideo) -> tuple[schema.Video, list[str]]:
-        warnings = []
-        feats = {s: self._features(source, s) for s in self.streams}
-        lengths = {s: len(f) for s, f in feats.items()}
-        n = min(lengths.values())
-        if max(lengths.values()) - n > 1:
-            raise ValueError(f"feature streams differ in length: {lengths}")
-        if max(lengths.values()) != n:
-            warnings.append(f"cut feature streams {lengths} to {n} steps")
-        feats = {s: f[:n] for s, f in feats.items()}
+        feats, warnings = align_streams({s: self._features(source, s) for s in self.streams})
+        n = len(next(iter(feats.values())))
         duration = source.duration or n / self.feature_rate
         if abs(n / self.feature_rate - duration) > TOLERANCE_SECONDS:
             warnings.append(f"{n} feature steps cover {n / self.feature_rate:.2f}"
@@ -437,6 +430,19 @@ class FeatureLoader:
         if not np.all(np.isfinite(feats)):
             raise ValueError(f"{path}: {stream} features are not all finite")
         return feats.astype(np.float32)
+
+
+def align_streams(feats: Mapping[str, np.ndarray], where: str = ""
+                  ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Feature streams cut to a common length; one step apart is cut (and warned
+    about), further apart raises ValueError (prefixed by `where`)."""
+    lengths = {s: len(f) for s, f in feats.items()}
+    n = min(lengths.values())
+    if max(lengths.values()) - n > 1:
+        raise ValueError(f"{where}feature streams differ in length: {lengths}")
+    warnings = [f"cut feature streams {lengths} to {n} steps"] if (
+        max(lengths.values()) != n) else []
+    return {s: f[:n] for s, f in feats.items()}, warnings
 
 
 def _load_waveform(path: str) -> np.ndarray:

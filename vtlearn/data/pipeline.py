@@ -32,10 +32,11 @@ float32); models scale it to [0, 1] on the accelerator
 Evaluation (`build_eval_dataset`) yields every unit (caption, ground-truth
 segment or sliding window, see `Units`) exactly once, as `num_clips` clips
 evenly spaced over its window, center-cropped: video [B, C, T, H, W, 3]
-(audio/features as in training with a leading C axis), text [B, 1, L]
-(caption units; the overlapping ASR for windows; zeros for segments), text_mask [B, 1], label [B], step [B]
-(the caption's step index, the segment's own index, or the window's
-segment, -1 for none), category [B] (video category), start/end [B]
+(audio/features as in training with a leading C axis), text [B, 1, L] (the
+caption; for windows the ASR overlapping them; zeros for segments),
+text_mask [B, 1], label [B], step [B] (the caption's step index, the
+segment's own index, or the window's segment, -1 for none), category [B]
+(video category), start/end [B]
 (the unit's window in video seconds, before widening), video_id [B]
 (bytes). The final batch is padded and marked by `valid` [B] bool.
 

@@ -130,7 +130,7 @@ class YouTube8MLoader:
         path, _, offset = source.inputs["youtube8m"].rpartition("@")
         example = _parse(_record_at(path, int(offset)))
         where = f"{path}, record {source.video_id}"
-        feats, warnings = {}, []
+        feats = {}
         for stream in self.streams:
             frames = example.feature_lists.feature_list[stream].feature
             if not frames:
@@ -143,14 +143,12 @@ class YouTube8MLoader:
                                      f"expected {STREAM_DIMS[stream]} (truncated feature list?)")
                 rows.append(np.frombuffer(raw, np.uint8))
             feats[stream] = dequantize(np.stack(rows))
-        lengths = {s: len(f) for s, f in feats.items()}
-        n = min(lengths.values())
-        if max(lengths.values()) - n > 1:
-            raise ValueError(f"{where}: feature streams differ in length: {lengths}")
-        if max(lengths.values()) != n:
-            warnings.append(f"cut feature streams {lengths} to {n} steps")
+        from vtlearn.data.convert import align_streams  # here: convert imports PyAV
+
+        feats, warnings = align_streams(feats, f"{where}: ")
+        n = len(next(iter(feats.values())))
         labels = [int(x) for x in example.context.feature["labels"].int64_list.value]
-        out = {OUTPUT_STREAM[s]: f[:n] for s, f in feats.items()}
+        out = {OUTPUT_STREAM[s]: f for s, f in feats.items()}
         return schema.Video(
             video_id=source.video_id, duration=float(n), captions=source.captions,
             features_2d=out.get("2d"), features_3d=out.get("3d"), feature_rate=1.0,
