@@ -391,3 +391,28 @@ def test_release_vocabulary_keeps_ids_of_unreachable_words():
     assert len(vocab) == 5
     assert vocab.words == ("<unreachable:1>", "<unreachable:2>", "cut", "door")
     assert list(vocab.encode("cut tomato door", 4)) == [3, 4, 0, 0]
+
+
+def test_a_run_can_start_from_the_release(release_files, imported):
+    """config.model_init=s3d_howto100m.pth puts every release tensor into a new run's state."""
+    import pathlib
+
+    from vtlearn import api, sharding, train
+    from vtlearn.config_defaults import load_config
+
+    folder, _ = release_files
+    _, _, variables = imported
+    config = load_config(f"{pathlib.Path(__file__).parents[2]}/configs/milnce_s3d.py:tiny")
+    config.data.update(lab="", vocab_path=str(folder / "s3d_dict.npy"))
+    config.model.video.pool_padding = "pytorch_port"
+    config.model.text.update(pad_in_max=True, freeze_word_embeddings=True)
+    config.model_init = str(folder / "s3d_howto100m.pth")
+    trainer = train.Trainer(config, sharding.make_mesh())
+    state = trainer.init_state(api.load_pretrained(config.model_init, config))
+    params, model_state = jax.device_get((state.params, state.model_state))
+    jax.tree.map(np.testing.assert_array_equal, params["video"],
+                 jax.device_get(variables["video"]["params"]))
+    jax.tree.map(np.testing.assert_array_equal, model_state["video"],
+                 jax.device_get(variables["video"]["batch_stats"]))
+    jax.tree.map(np.testing.assert_array_equal, params["text"],
+                 jax.device_get(variables["text"]["params"]))
