@@ -8,6 +8,7 @@ release's own padding rules is compared with vtlearn's forward.
 
 import fractions
 import pickle
+import re
 
 import jax
 import jax.numpy as jnp
@@ -383,6 +384,55 @@ def test_object_array_word_list_loads_without_arbitrary_pickle(tmp_path):
     np.save(unsafe, np.array([fractions.Fraction(1, 3), "a"], dtype=object), allow_pickle=True)
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         load_word_list(unsafe)
+
+
+CRAFT_WORD_LIST = """
+import pickle, sys
+import numpy as np
+
+POINTER = b"A" * 8  # 0x4141414141414141: memory the file chooses
+
+
+class ObjectFromBytes:  # NumPy's object scalar built from raw bytes: a pointer
+    def __reduce__(self):
+        return (np.core.multiarray.scalar, (np.dtype(object), POINTER))
+
+
+class ArrayOverBytes:  # NumPy's object-array pickle with raw bytes as its data
+    def __reduce__(self):
+        return (np.core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                (1, (1,), np.dtype(object), False, POINTER))
+
+
+payload = {"scalar": np.array([ObjectFromBytes()], dtype=object),
+           "array": ArrayOverBytes()}[sys.argv[2]]
+with open(sys.argv[1], "wb") as f:
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    pickle.dump(payload, f, protocol=3)
+"""
+
+
+@pytest.mark.parametrize("craft, refusal", [
+    ("scalar", "refusing to load numpy.*multiarray.scalar"),
+    ("array", "refusing a word list whose array data is not a list of str"),
+])
+def test_a_word_list_pointing_numpy_at_raw_memory_is_refused(tmp_path, craft, refusal):
+    import subprocess
+    import sys
+
+    path = tmp_path / "crafted.npy"
+    subprocess.run([sys.executable, "-c", CRAFT_WORD_LIST, str(path), craft], check=True)
+    # In a subprocess: a loader that lets NumPy build the object hands it a
+    # pointer the file chose, and using it can kill the process (NumPy 2.4
+    # itself refuses both crafts with a TypeError; the loader must not get
+    # that far on any NumPy).
+    load = ("import sys; from vtlearn.models.milnce_release import load_word_list; "
+            "print(load_word_list(sys.argv[1]))")
+    done = subprocess.run([sys.executable, "-c", load, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert re.search(f"UnpicklingError: {refusal}", done.stderr), done.stderr[-2000:]
 
 
 def test_release_vocabulary_keeps_ids_of_unreachable_words():

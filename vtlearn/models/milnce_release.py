@@ -26,7 +26,8 @@ prefixed `module.`).
 Nothing pickled is executed: weights load with `torch.load(...,
 weights_only=True)` (optional extra `milnce_release`: torch), the word list
 with `np.load(..., allow_pickle=False)`, or, if it was saved as an object
-array, with an unpickler that only admits NumPy's array reconstructors.
+array, with an unpickler that reads its list of str through stand-ins for
+NumPy's array reconstructors (`load_word_list`).
 """
 
 from __future__ import annotations
@@ -48,11 +49,6 @@ from vtlearn.models.text import TextEncoder
 
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
-_SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
 
 
 def release_models(vocab_size: int, pool_padding: PoolPadding = "pytorch_port"
@@ -71,21 +67,70 @@ def release_models(vocab_size: int, pool_padding: PoolPadding = "pytorch_port"
     return video, text
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles NumPy arrays of plain Python objects and nothing else."""
+class _WordArray:
+    """Stands in for `numpy.ndarray` while a word list is unpickled.
+
+    NumPy pickles an object array as `_reconstruct(ndarray, ...)` followed by
+    `__setstate__((version, shape, dtype, fortran, data))`, where `data` is
+    the list of its objects. Only a 1-D list of str is accepted: raw bytes
+    (which would make NumPy build an array over memory the file chooses) or
+    any other object are refused, and no NumPy array is ever reconstructed.
+    """
+
+    def __init__(self, *args):
+        self.words = None
+
+    def __setstate__(self, state):
+        data = state[-1] if isinstance(state, tuple) and state else None
+        shape = state[1] if isinstance(state, tuple) and len(state) == 5 else None
+        if not (isinstance(data, list) and all(isinstance(w, str) for w in data)):
+            raise pickle.UnpicklingError(
+                "refusing a word list whose array data is not a list of str "
+                f"(got {type(data).__name__})")
+        if shape != (len(data),):
+            raise pickle.UnpicklingError(f"refusing a word list of shape {shape}")
+        self.words = data
+
+
+class _Ignored:
+    """Stands in for `numpy.dtype` (its state does not matter here)."""
+
+    def __init__(self, *args):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _reconstruct(cls, shape, typecode):
+    return cls()
+
+
+_STAND_INS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): _WordArray,
+    ("numpy", "dtype"): _Ignored,
+}
+
+
+class _WordListUnpickler(pickle.Unpickler):
+    """Unpickles NumPy's pickle of a 1-D object array of str, and nothing else."""
 
     def find_class(self, module: str, name: str):
-        if (module, name) not in _SAFE_GLOBALS:
+        if (module, name) not in _STAND_INS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a word list")
-        return super().find_class(module, name)
+        return _STAND_INS[(module, name)]
 
 
 def load_word_list(path: str | Path) -> list[str]:
     """Reads a 1-D .npy array of words without running pickled code.
 
     A string array loads directly. An object array (which needs pickle) is
-    read with an unpickler restricted to NumPy's array reconstructors; any
-    other pickled global raises `pickle.UnpicklingError`.
+    read by an unpickler that admits only NumPy's array pickle, with
+    stand-ins that keep its list of str and never build a NumPy array: a
+    file cannot run code or make NumPy read memory it chooses; anything
+    else raises `pickle.UnpicklingError`.
     """
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
@@ -93,7 +138,10 @@ def load_word_list(path: str | Path) -> list[str]:
                        else np.lib.format.read_array_header_2_0)
         _, _, dtype = read_header(f)
         if dtype.hasobject:
-            words = np.asarray(_ArrayOnlyUnpickler(f).load())
+            loaded = _WordListUnpickler(f).load()
+            if not isinstance(loaded, _WordArray) or loaded.words is None:
+                raise pickle.UnpicklingError(f"{path}: not a pickled NumPy word array")
+            words = np.asarray(loaded.words, dtype=str)
         else:
             f.seek(0)
             words = np.load(f, allow_pickle=False)
