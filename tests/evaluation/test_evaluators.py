@@ -226,3 +226,19 @@ def test_the_loss_receives_the_training_step(setup, monkeypatch):
         state, metrics = trainer.train_step(state, batch)
         seen.append(int(metrics["seen_step"]))
     assert seen == [0, 1]
+
+
+def test_a_nan_feature_in_evaluation_data_names_its_video(setup, tmp_path):
+    from vtlearn.data import records
+    from vtlearn.data import schema as S
+
+    config, trainer, state = setup
+    features = np.random.default_rng(0).normal(size=(20, 16)).astype(np.float32)
+    features[7, 3] = np.nan  # second 7 of the video
+    video = S.Video("nanvid", 20.0, S.Captions([], np.zeros(0), np.zeros(0)),
+                    features_2d=features, features_3d=features, feature_rate=1.0)
+    records.write_tfrecord(tmp_path / "bad.tfrecord", records.video_to_examples(video, 10.0))
+    units = pipeline.Units("window", num_clips=1, window_seconds=2.0, stride_seconds=2.0)
+    with pytest.raises(ValueError, match=r"1 evaluation unit\(s\) .* video nanvid at 6.0-8.0 s"):
+        base.embed_units(trainer.method, state, trainer.mesh, config.data,
+                         str(tmp_path / "bad.tfrecord"), units, batch_size=8, with_text=False)

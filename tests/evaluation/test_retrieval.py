@@ -131,3 +131,14 @@ def test_grouped_chance_recall_matches_random_scores():
         simulated = np.mean([t[f"{name}/R@{k}"] for t in trials])
         np.testing.assert_allclose(chance[f"{name}/R@{k}_chance"], simulated, atol=1.5)
     assert 0 < chance["t2v/R@5_chance"] < 100 and chance["v2t/R@5_chance"] == 100 * 5 / 7
+
+
+def test_nan_similarities_never_score():
+    # Under `>=` a NaN beats nothing, so NaN items used to rank first (R@1 = 100).
+    similarity = np.full((4, 4), np.nan)
+    with pytest.raises(ValueError, match="16 non-finite values"):
+        retrieval.grouped_retrieval_metrics(similarity, np.arange(4))
+    similarity = np.eye(4)
+    similarity[2, 3] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        retrieval.text_video_retrieval_metrics(similarity)

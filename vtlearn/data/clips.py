@@ -88,9 +88,10 @@ def _window_pool(feats, rate, chunk_start, lo, hi, pooling):
     t = chunk_start + tf.cast(tf.range(n), tf.float32) / tf.maximum(rate, EPS)
     t_end = t + 1.0 / tf.maximum(rate, EPS)
     inside = (t[None] < hi[:, None]) & (t_end[None] > lo[:, None])  # [W, n]
-    if pooling == "mean":
-        w = tf.cast(inside, tf.float32)
-        return tf.math.divide_no_nan(w @ feats, tf.reduce_sum(w, -1, keepdims=True))
+    if pooling == "mean":  # a select, not a matmul: 0 · NaN would spread one bad step
+        total = tf.reduce_sum(tf.where(inside[..., None], feats[None], 0.0), axis=1)
+        return tf.math.divide_no_nan(
+            total, tf.reduce_sum(tf.cast(inside, tf.float32), -1, keepdims=True))
     if pooling == "l2_max":
         unit = tf.math.l2_normalize(feats, axis=-1)
         masked = tf.where(inside[..., None], unit[None], -np.inf)

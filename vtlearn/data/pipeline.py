@@ -310,10 +310,12 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
         end = start + units.window_seconds
         center = (start + end) / 2
         inside = (center[:, None] >= seg_start[None]) & (center[:, None] < seg_end[None])
-        step = tf.where(tf.reduce_any(inside, 1),
-                        tf.cast(tf.argmax(tf.cast(inside, tf.int32), 1), tf.int32), -1)
-        labels = tf.cast(ex[S.SEGMENT_LABEL], tf.int32)
-        label = tf.where(step >= 0, tf.gather(labels, tf.maximum(step, 0)), -1)
+        # A last "background" column keeps argmax defined for videos without segments.
+        inside = tf.concat([inside, tf.ones([tf.shape(inside)[0], 1], tf.bool)], 1)
+        step = tf.cast(tf.argmax(tf.cast(inside, tf.int32), 1), tf.int32)
+        labels = tf.concat([tf.cast(ex[S.SEGMENT_LABEL], tf.int32), [-1]], 0)
+        label = tf.gather(labels, step)
+        step = tf.where(step < tf.size(seg_start), step, -1)
         return start, end, None, label, step
 
     def cut(serialized):

@@ -185,7 +185,21 @@ def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.Con
             chunks.setdefault(k, []).append(np.asarray(v)[valid])
     if not chunks:
         raise ValueError(f"No evaluation unit ({units.kind}) in {files!r}.")
-    return {k: np.concatenate(v) for k, v in chunks.items()}
+    out = {k: np.concatenate(v) for k, v in chunks.items()}
+    _check_finite(out, files)
+    return out
+
+
+def _check_finite(units: dict[str, np.ndarray], files: str) -> None:
+    """Raises naming the first units whose embeddings are NaN/Inf (bad input data)."""
+    floats = [v.reshape(len(v), -1) for k, v in units.items()
+              if k not in ("start", "end") and v.dtype.kind == "f"]
+    bad = np.flatnonzero(~np.all(np.isfinite(np.concatenate(floats, axis=1)), axis=1))
+    if len(bad):
+        where = ", ".join(f"video {units['video_id'][i]} at {units['start'][i]:.1f}-"
+                          f"{units['end'][i]:.1f} s" for i in bad[:3])
+        raise ValueError(f"{len(bad)} evaluation unit(s) of {files!r} embed to NaN/Inf, e.g. "
+                         f"{where}: check those records' frames or features")
 
 
 def _id_bytes(ids: np.ndarray) -> np.ndarray:

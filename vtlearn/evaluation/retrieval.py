@@ -30,6 +30,28 @@ from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import base
 
 
+def best_correct_ranks(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """1-based rank of each query's best correct item, ties pessimistic.
+
+    Args:
+        scores: [N_query, N_item], higher is more similar; all finite.
+        correct: bool [N_query, N_item], each query's correct items (>= 1).
+
+    Returns:
+        int [N_query]: 1 + the number of incorrect items scoring at least as
+        much as the query's best correct item.
+
+    Raises:
+        ValueError: for a NaN/Inf score (a NaN would rank first under `>=`).
+    """
+    scores = np.asarray(scores)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"similarity has {np.sum(~np.isfinite(scores))} non-finite values: "
+                         "an embedding is NaN/Inf, so no rank is meaningful")
+    best = np.max(np.where(correct, scores, -np.inf), axis=1)
+    return 1 + np.sum(~correct & (scores >= best[:, None]), axis=1)
+
+
 def correct_item_ranks(similarity: np.ndarray) -> np.ndarray:
     """1-based rank of item `i` among all items for query `i`, ties pessimistic.
 
@@ -44,11 +66,14 @@ def correct_item_ranks(similarity: np.ndarray) -> np.ndarray:
     if similarity.ndim != 2 or similarity.shape[0] > similarity.shape[1]:
         raise ValueError(f"need a [N_query, N_item] matrix with N_query <= N_item, "
                          f"got shape {similarity.shape}")
-    if not np.all(np.isfinite(similarity)):
-        raise ValueError("similarity has non-finite values")
-    num_queries = similarity.shape[0]
-    correct = similarity[np.arange(num_queries), np.arange(num_queries)]
-    return np.sum(similarity >= correct[:, None], axis=1)
+    return best_correct_ranks(similarity, np.eye(*similarity.shape, dtype=bool))
+
+
+def _summary(ranks: np.ndarray, recall_at: Sequence[int]) -> dict[str, float]:
+    metrics = {f"R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in recall_at}
+    metrics["MedR"] = float(np.median(ranks))
+    metrics["MeanR"] = float(np.mean(ranks))
+    return metrics
 
 
 def retrieval_metrics(
@@ -63,11 +88,7 @@ def retrieval_metrics(
     Returns:
         {"R@K": percent for each K, "MedR": median rank, "MeanR": mean rank}.
     """
-    ranks = correct_item_ranks(similarity)
-    metrics = {f"R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in recall_at}
-    metrics["MedR"] = float(np.median(ranks))
-    metrics["MeanR"] = float(np.mean(ranks))
-    return metrics
+    return _summary(correct_item_ranks(similarity), recall_at)
 
 
 def text_video_retrieval_metrics(
@@ -147,19 +168,10 @@ def grouped_retrieval_metrics(
     groups = np.asarray(groups)
     first = np.unique(groups, return_index=True)[1]
     same = groups[first][:, None] == groups[None, :]  # [G, N]
-    t2v = similarity[first]  # one text per group
-    best = np.max(np.where(same, t2v, -np.inf), axis=1)
-    t2v_ranks = 1 + np.sum(~same & (t2v >= best[:, None]), axis=1)
-    v2t = similarity[first].T  # [N videos, G texts]
-    own = v2t[same.T]  # exactly one own group per video
-    v2t_ranks = 1 + np.sum(~same.T & (v2t >= own[:, None]), axis=1)
-    out = {}
-    for name, ranks in (("t2v", t2v_ranks), ("v2t", v2t_ranks)):
-        for k in recall_at:
-            out[f"{name}/R@{k}"] = 100.0 * float(np.mean(ranks <= k))
-        out[f"{name}/MedR"] = float(np.median(ranks))
-        out[f"{name}/MeanR"] = float(np.mean(ranks))
-    return out
+    t2v = best_correct_ranks(similarity[first], same)  # one text per group
+    v2t = best_correct_ranks(similarity[first].T, same.T)  # [N videos, G texts]
+    return ({f"t2v/{k}": v for k, v in _summary(t2v, recall_at).items()}
+            | {f"v2t/{k}": v for k, v in _summary(v2t, recall_at).items()})
 
 
 def grouped_chance_recall(groups: np.ndarray, k: int) -> dict[str, float]:
