@@ -286,3 +286,18 @@ def test_pairwise_distance_layouts(distance):
     np.testing.assert_allclose(
         pairwise_distance(x32[:2], y32, distance), expected[[0, 1], [0, 1]], atol=1e-5
     )
+
+
+def test_l2_normalize_keeps_float64_precision():
+    from vtlearn.alignment import l2_normalize
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        # A vector whose float32 norm is off: 1 + 1e-9 is 1 in float32.
+        x = np.array([[1.0, 1e-4, 3e-5]], np.float64) * (1 + 1e-9)
+        got = np.asarray(l2_normalize(jnp.asarray(x)))
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, x / np.linalg.norm(x), rtol=1e-15, atol=0)
+    finally:
+        jax.config.update("jax_enable_x64", previous)

@@ -398,9 +398,11 @@ def l2_normalize(x: jax.Array, epsilon: float = 1e-12) -> jax.Array:
       epsilon: Lower bound on the norm.
 
     Returns:
-      [..., d] unit vectors, dtype of `x` (the norm is computed in float32).
+      [..., d] unit vectors, dtype of `x` (the norm is computed in float32,
+      or float64 for float64 inputs).
     """
-    squared_norm = jnp.sum(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True)
+    squared_norm = jnp.sum(jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32))),
+                           axis=-1, keepdims=True)
     inverse_norm = lax.rsqrt(jnp.maximum(squared_norm, epsilon**2))
     return (x * inverse_norm).astype(x.dtype)
 
