@@ -259,3 +259,20 @@ def test_word_vectors_are_read_when_a_run_starts_and_never_again(lab_dir, tmp_pa
     table = vtlearn.load(tmp_path / "run").params["text"]["word_embd"]["embedding"]
     np.testing.assert_allclose(np.asarray(table)[1:], vectors, rtol=1e-6)  # frozen in training
     np.testing.assert_array_equal(np.asarray(table)[0], 0.0)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_and_metrics_are_not_repeated(run, tmp_path,
+                                                                           lab_dir):
+    workdir = _copy(run, tmp_path)
+    damaged = [p for p in (workdir / "checkpoints/4/state").rglob("*") if p.is_file()]
+    for path in damaged:  # as a crash or a full disk can leave them
+        path.write_bytes(b"\0" * 7)
+    train.train_and_evaluate(_config(lab_dir), str(workdir))  # 4 steps, as the run had
+    assert (workdir / "checkpoints/damaged_4").is_dir()
+    retrained = ocp.StandardCheckpointer().restore(workdir / "checkpoints/4/state")
+    original = ocp.StandardCheckpointer().restore(run[0] / "checkpoints/4/state")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 retrained["params"], original["params"])
+    # Step 4's rows were written once by the run and dropped when it resumed at 2.
+    assert [row["step"] for row in _rows(workdir, "train")] == [2, 4]
+    assert [row["step"] for row in _rows(workdir, "eval")] == [4]

@@ -107,6 +107,44 @@ class Checkpointer:
             ) from None
         return restored.state, list(restored.data["positions"])
 
+    def restore_latest_good(self, abstract_state: Any) -> tuple[Any, list[int]]:
+        """Restores the newest checkpoint that restores, setting damaged ones aside.
+
+        A checkpoint that fails to restore while an older one restores (e.g.
+        files cut short by a crash or a full disk) is moved to
+        `checkpoints/damaged_<step>` (kept for inspection, out of the
+        manager's way) and the run goes on from the older one.
+
+        Raises:
+          RestoreError: when no checkpoint restores; the newest one's error.
+        """
+        failures = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                restored = self.restore(abstract_state, step)
+            except Exception as e:  # noqa: BLE001 - any damage; reported below
+                failures.append((step, e))
+                continue
+            for bad, error in failures:
+                target = self.directory / f"damaged_{bad}"
+                if jax.process_index() == 0:
+                    (self.directory / str(bad)).rename(target)
+                logging.warning("Checkpoint %d does not restore (%s); moved it to %s and "
+                                "resumed from step %d.", bad, str(error).splitlines()[0][:200],
+                                target, step)
+            if failures:
+                from vtlearn import sharding
+
+                sharding.barrier("vtlearn/checkpoints/set_aside_damaged")
+                self._manager.reload()
+            return restored
+        if not failures:
+            raise NoCheckpointError(f"No checkpoint in {self.directory}.")
+        error = failures[0][1]
+        raise (error if isinstance(error, RestoreError) else RestoreError(
+            f"No checkpoint in {self.directory} restores; the newest ({failures[0][0]}): "
+            f"{str(error).splitlines()[0][:300]}")) from None
+
     def wait(self) -> None:
         self._manager.wait_until_finished()
 

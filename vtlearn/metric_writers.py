@@ -19,15 +19,31 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
 class MetricWriter:
-    """Writes scalar metrics of each split to JSONL and TensorBoard."""
+    """Writes scalar metrics of each split to JSONL and TensorBoard.
 
-    def __init__(self, workdir: str | Path):
+    Args:
+      workdir: run directory.
+      resumed_step: when a run resumes from this step, rows of later steps in
+        `metrics.jsonl` were written by the lost part of the previous attempt
+        (e.g. after kill -9) and are dropped, so replayed steps are not listed
+        twice.
+    """
+
+    def __init__(self, workdir: str | Path, resumed_step: int | None = None):
         self.workdir = Path(workdir)
         self.active = jax.process_index() == 0
         self._tb: dict[str, EventFileWriter] = {}
         if self.active:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+            path = self.workdir / "metrics.jsonl"
+            if resumed_step is not None and path.exists():
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                kept = [x for x in lines if x.strip() and json.loads(x)["step"] <= resumed_step]
+                if len(kept) != len(lines):
+                    logging.info("Dropped %d metrics.jsonl rows after step %d (replayed).",
+                                 len(lines) - len(kept), resumed_step)
+                    path.write_text("".join(kept), encoding="utf-8")
+            self._jsonl = open(path, "a", encoding="utf-8")
 
     def write(self, step: int, split: str, scalars: dict[str, float]) -> None:
         if not self.active:

@@ -233,9 +233,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     try:
         if ckpt.latest_step is not None:
             run_config.check(config, workdir)
-            state, positions = ckpt.restore(trainer.abstract_state())
+            state, positions = ckpt.restore_latest_good(trainer.abstract_state())
             start_index = positions[jax.process_index()]
-            logging.info("Resumed from step %d (data position %d).", ckpt.latest_step,
+            logging.info("Resumed from step %d (data position %d).", int(state.step),
                          start_index)
         else:
             pretrained = None
@@ -247,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if jax.process_index() == 0:
             run_config.save(config, workdir)
         step = int(state.step)
-        writer = metric_writers.MetricWriter(workdir)
+        writer = metric_writers.MetricWriter(workdir, resumed_step=step)
         evaluation_log = EvaluationLog(workdir)
         eval_metrics = run_evaluations(
             {n: evaluators[n] for n in evaluation_log.pending(config.evals, step, tc.num_steps)},
