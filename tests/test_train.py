@@ -100,3 +100,21 @@ def test_nonfinite_stops_and_keeps_last_good_checkpoint(lab_dir, tmp_path, monke
 def test_no_data_gives_one_clear_line():
     with pytest.raises(sources.NoDataError, match="--config.data.train_files"):
         sources.resolve_data(load_config(f"{ROOT}/configs/milnce_s3d.py"))
+
+
+@pytest.mark.parametrize("key, value", [("keep_checkpoints", 0), ("num_steps", 0),
+                                        ("log_every", 0), ("checkpoint_every", -1),
+                                        ("batch_size", 12)])
+def test_bad_train_settings_fail_before_anything_runs(lab_dir, tmp_path, key, value):
+    config = _config(lab_dir, True, **{key: value})
+    with pytest.raises(ValueError, match=f"config.train.{key}"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # nothing written, nothing deleted
+
+
+def test_a_bad_evaluation_setting_fails_before_training(lab_dir, tmp_path):
+    config = _config(lab_dir, True)
+    config.eval_batch_size = 12
+    with pytest.raises(ValueError, match="config.eval_batch_size=12"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
