@@ -210,8 +210,13 @@ def test_sakoe_chiba_band():
     np.testing.assert_array_equal(gradient[:, outside_band], 0.0)
     expected = finite_difference_gradient(lambda c: numpy_soft_dtw(c, 0.2, bandwidth=1), cost[0])
     np.testing.assert_allclose(gradient[0], expected, atol=2e-5)
-    # An end point outside the band is unreachable: +∞ with a zero (not NaN) gradient.
-    values, gradient = values_and_gradient(jnp.asarray(cost[:, :3], jnp.float32), 0.2, bandwidth=0)
+    # An end point outside the band is unreachable. Known when tracing (no
+    # per-example lengths): an error; with traced lengths: +∞ with a zero
+    # (not NaN) gradient.
+    with pytest.raises(ValueError, match="narrower than"):
+        values_and_gradient(jnp.asarray(cost[:, :3], jnp.float32), 0.2, bandwidth=0)
+    values, gradient = values_and_gradient(jnp.asarray(cost, jnp.float32), 0.2, bandwidth=0,
+                                           lengths_x=3)
     assert np.all(np.isinf(values))
     np.testing.assert_array_equal(gradient, 0.0)
 
@@ -301,3 +306,29 @@ def test_l2_normalize_keeps_float64_precision():
         np.testing.assert_allclose(got, x / np.linalg.norm(x), rtol=1e-15, atol=0)
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(gamma=-0.1), "gamma must be a finite number > 0, got -0.1"),
+    (dict(gamma=0.0), "gamma must be a finite number > 0, got 0.0"),
+    (dict(gamma=float("nan")), "gamma must be a finite number > 0"),
+    (dict(bandwidth=-1), "bandwidth must be >= 0"),
+    (dict(bandwidth=1), r"bandwidth=1 is narrower than \|n - m\| = 2"),
+])
+def test_bad_arguments_fail_when_traced_naming_them(kwargs, message):
+    cost = jnp.ones((3, 4, 6))  # n = 4, m = 6
+    with pytest.raises(ValueError, match=message):
+        soft_dtw(cost, **{"gamma": 1.0, **kwargs})
+
+
+def test_empty_matrices_and_bad_smoothing_gamma_fail_naming_them():
+    from vtlearn.alignment.s2dtw import s2dtw_from_distances
+
+    with pytest.raises(ValueError, match="0x3; they need at least one row"):
+        soft_dtw(jnp.ones((2, 0, 3)), 1.0)
+    with pytest.raises(ValueError, match="smoothing_gamma must be a finite number > 0"):
+        s2dtw_from_distances(jnp.ones((2, 3, 3)), smoothing_gamma=-1.0)
+    # A band that fits |n - m| is fine; with per-example lengths it is not
+    # checked (they are traced) and a too-narrow band gives +inf, as documented.
+    assert np.isfinite(float(soft_dtw(jnp.ones((4, 6)), 1.0, bandwidth=2)))
+    assert float(soft_dtw(jnp.ones((4, 6)), 1.0, bandwidth=0, lengths_x=2, lengths_y=4)) == np.inf

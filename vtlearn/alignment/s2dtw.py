@@ -51,6 +51,7 @@ the layout the soft-DTW scan uses internally.
 """
 
 import functools
+import math
 from typing import Literal
 
 import jax
@@ -240,6 +241,10 @@ def s2dtw_from_distances(
     # Non-finite padding distances would otherwise leak NaN into valid gradients via eq. 5.
     delta = jnp.where(valid, delta, 0.0)
     if local_smoothing:
+        if smoothing_gamma is not None and not (math.isfinite(smoothing_gamma)
+                                                and smoothing_gamma > 0):
+            raise ValueError(f"s2dtw: smoothing_gamma must be a finite number > 0 or None, "
+                             f"got {smoothing_gamma!r}")
         delta = local_neighborhood_smoothing(
             delta,
             gamma if smoothing_gamma is None else smoothing_gamma,

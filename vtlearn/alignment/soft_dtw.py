@@ -293,6 +293,27 @@ def _full_lengths(lengths: jax.Array | None, size: int, batch_shape: tuple[int, 
     return jnp.broadcast_to(jnp.asarray(lengths, jnp.int32), batch_shape)
 
 
+def check_arguments(gamma: float, n: int, m: int, bandwidth: int | None,
+                    lengths_given: bool, name: str = "soft_dtw") -> None:
+    """Raises ValueError, naming the argument, for what can be checked when tracing.
+
+    γ must be a finite number > 0 and the matrices at least 1×1; a band
+    narrower than |n − m| (without per-example lengths) admits no path. The
+    per-example lengths are traced values: outside 1…n (1…m), or with a band
+    narrower than |len_x − len_y|, the value is +∞ with a zero gradient.
+    """
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"{name}: gamma must be a finite number > 0, got {gamma!r}")
+    if n < 1 or m < 1:
+        raise ValueError(f"{name}: the cost matrices are {n}x{m}; they need at least one "
+                         "row and one column")
+    if bandwidth is not None and bandwidth < 0:
+        raise ValueError(f"{name}: bandwidth must be >= 0 or None, got {bandwidth!r}")
+    if bandwidth is not None and not lengths_given and bandwidth < abs(n - m):
+        raise ValueError(f"{name}: bandwidth={bandwidth} is narrower than |n - m| = "
+                         f"{abs(n - m)}: no alignment path fits in the band")
+
+
 @functools.partial(jax.jit, static_argnames=("gamma", "bandwidth", "batch_last", "chunks"))
 def soft_dtw(
     cost: jax.Array,
@@ -322,6 +343,8 @@ def soft_dtw(
         1e-3 to 10 and beyond.
       lengths_x: Optional int array broadcastable to [...]: number of valid rows
         per example (1 ≤ len ≤ n); the valid region is the top-left corner.
+        Lengths are traced, so they are not checked: out of range they give
+        +∞ (see `check_arguments`, which checks the rest).
       lengths_y: Optional int array broadcastable to [...]: valid columns
         (1 ≤ len ≤ m).
       bandwidth: Optional Sakoe–Chiba radius: only cells with |i − j| ≤ bandwidth
@@ -342,6 +365,8 @@ def soft_dtw(
     if not batch_last:
         cost = jnp.moveaxis(cost, (-2, -1), (0, 1))
     n, m, *batch_shape = cost.shape
+    check_arguments(gamma, n, m, bandwidth, lengths_given=not (lengths_x is None and
+                                                               lengths_y is None))
     batch_shape = tuple(batch_shape)
     dtype = jnp.promote_types(cost.dtype, jnp.float32)
     values = _soft_dtw_batch_last(
