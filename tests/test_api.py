@@ -24,6 +24,7 @@ from vtlearn.config_defaults import load_config, use_lab_features
 from vtlearn.data import sources
 from vtlearn.data.text import Vocabulary
 from vtlearn.evaluation import retrieval
+from vtlearn.methods import get_method
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -206,7 +207,7 @@ def test_model_init_starts_from_another_runs_weights(run, lab_dir, tmp_path):
     config.seed = 7  # another random init, overwritten by the run's weights
     resolved = sources.resolve_data(config)
     trainer = train.Trainer(resolved, sharding_mesh())
-    state = trainer.init_state(api.load_pretrained(str(workdir), resolved))
+    state = trainer.init_state(api.load_pretrained(str(workdir), resolved, trainer.method))
     source = vtlearn.load(workdir)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params),
                  jax.device_get(source.params))
@@ -223,11 +224,17 @@ def test_model_init_checks_vocabulary_and_shapes(run, lab_dir, tmp_path):
     words = list(Vocabulary.load(config.data.vocab_path).words)
     Vocabulary(words + ["extra"]).save(tmp_path / "bigger.txt")
     config.data.vocab_path = str(tmp_path / "bigger.txt")
+    method = get_method("milnce")(config, 8)
     with pytest.raises(ValueError, match="config.model_init=.*another vocabulary"):
-        api.load_pretrained(str(workdir), config)
-    config.data.vocab_path = str(tmp_path / "bigger.txt")
+        api.load_pretrained(str(workdir), config, method)
     with pytest.raises(ValueError, match="s3d_dict.npy"):
-        api.load_pretrained(str(tmp_path / "s3d_howto100m.pth"), config)
+        api.load_pretrained(str(tmp_path / "s3d_howto100m.pth"), config, method)
+    hessel = load_config(f"{ROOT}/configs/hessel.py:tiny")
+    hessel.data.lab_dir = lab_dir
+    hessel = sources.resolve_data(hessel)
+    with pytest.raises(ValueError, match="method 'hessel' reads no other weight files"):
+        api.load_pretrained(str(tmp_path / "weights.pth"), hessel,
+                            get_method("hessel")(hessel, 8))
     fresh = {"a": np.zeros((2, 3)), "b": np.zeros(4)}
     with pytest.raises(ValueError, match=r"1 pretrained leaves it lacks .*1 of another shape"):
         api.merge_pretrained(fresh, {"a": np.ones((3, 3)), "c": np.ones(1)})

@@ -1,8 +1,8 @@
 """vtlearn: joint video–text(–audio) representation learning from narrated video.
 
 `vtlearn.load(workdir)` restores a trained run and `vtlearn.load_milnce_release`
-the public MIL-NCE weights, as a `vtlearn.api.Model` that embeds raw text and
-video (see `vtlearn.api`). They are imported on first use, so `import vtlearn`
+the public MIL-NCE weights (`vtlearn.methods.milnce`), as a `vtlearn.api.Model`
+that embeds raw text and video (see `vtlearn.api`). They are imported on first use, so `import vtlearn`
 stays light.
 """
 
@@ -10,9 +10,12 @@ __version__ = "0.1.0"
 __all__ = ["load", "load_milnce_release"]
 
 
-def __getattr__(name):
-    if name in __all__:
-        from vtlearn import api
+_HOMES = {"load": "vtlearn.api", "load_milnce_release": "vtlearn.methods.milnce"}
 
-        return getattr(api, name)
+
+def __getattr__(name):
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'vtlearn' has no attribute {name!r}")

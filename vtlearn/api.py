@@ -1,13 +1,14 @@
-"""Using a trained model: load a run (or the public MIL-NCE weights), embed, evaluate.
+"""Using a trained model: load a run, embed, evaluate.
 
     import vtlearn
-    model = vtlearn.load("/tmp/milnce")            # a run's workdir, latest step
+    model = vtlearn.load("/tmp/run")               # a run's workdir, latest step
     text = model.embed_text(["cut the onion", "whisk the eggs"])   # [2, D]
     video = model.embed_video(clips)               # uint8 [N, T, H, W, 3] -> [N, D]
     scores = model.similarity(text, video)         # [2, N]
     model.evaluate()                               # the run's config.evals
 
-    release = vtlearn.load_milnce_release("s3d_howto100m.pth", "s3d_dict.npy")
+Methods may offer published weights as the same `Model`, e.g.
+`vtlearn.load_milnce_release` (`vtlearn.methods.milnce`).
 
 A run's workdir is self-contained: `config.json` and `vocab.txt` (written by
 the trainer, `vtlearn.run_config`) and `checkpoints/`. Loading needs no
@@ -157,82 +158,24 @@ def load(workdir: str | Path, step: int | None = None) -> Model:
                  Vocabulary.load(config.data.vocab_path), mesh, int(state.step))
 
 
-def release_config(weights_path: str | Path, dict_path: str | Path,
-                   pool_padding: str = "pytorch_port") -> ml_collections.ConfigDict:
-    """A MIL-NCE config describing the public S3D release's architecture.
-
-    S3D-G with space-to-depth stem and gating, BN epsilon 1e-5, 512-d joint
-    space, 300-d words through a 2048-d hidden layer, the padding id inside
-    the text max-pool, raw dot-product scores; 32 frames at 10 fps, 224x224
-    crops and 16 words, as in the release's examples.
-    """
-    from vtlearn import config_defaults
-
-    config = config_defaults.base_config("milnce_release", "milnce")
-    config.model = ml_collections.ConfigDict(dict(
-        embedding_dim=512,
-        video=dict(name="s3d", stem="space_to_depth", gating=True, bn_epsilon=1e-5,
-                   bn_momentum=0.9, bn_per_device=False, pool_padding=pool_padding,
-                   conv_lowering="factorized"),
-        text=dict(word_dim=300, hidden_dim=2048, pad_in_max=True,
-                  freeze_word_embeddings=True, word2vec_path="")))
-    config.loss = ml_collections.ConfigDict(dict(
-        kind="milnce", negatives="xy", num_negatives=0, margin=0.1, negative_scope="global",
-        temperature=0.0))
-    config.data.update(vocab_path=str(dict_path), num_frames=32, fps=10.0, crop_size=224,
-                       eval_crop_size=224, max_words=16)
-    config.model_init = str(weights_path)
-    return config
-
-
-def _release_variables(weights_path, dict_path, pool_padding="pytorch_port"):
-    from vtlearn.models import milnce_release
-
-    _, variables = milnce_release.load_release(weights_path, dict_path, pool_padding)
-    return ({"video": variables["video"]["params"], "text": variables["text"]["params"]},
-            {"video": variables["video"]["batch_stats"]})
-
-
-def load_milnce_release(weights_path: str | Path, dict_path: str | Path,
-                        pool_padding: str = "pytorch_port") -> Model:
-    """The public MIL-NCE S3D weights (`s3d_howto100m.pth`, `s3d_dict.npy`) as a `Model`.
-
-    `embed_video` takes clips in [0, 1] (or uint8) as the release does;
-    `embed_text` tokenises as the release does. Needs torch
-    (`pip install 'vtlearn[milnce_release]'`).
-    """
-    from vtlearn.methods import get_method
-
-    config = release_config(weights_path, dict_path, pool_padding)
-    mesh = sharding.make_mesh()
-    params, model_state = jax.device_put(_release_variables(weights_path, dict_path,
-                                                            pool_padding),
-                                         sharding.replicated(mesh))
-    return Model(config, get_method("milnce")(config, mesh.size), params, model_state,
-                 Vocabulary.load(dict_path), mesh, 0)
-
-
-def load_pretrained(source: str, config: ml_collections.ConfigDict) -> tuple[Any, Any]:
-    """(params, model state) for `config.model_init`: a run's workdir or the release.
+def load_pretrained(source: str, config: ml_collections.ConfigDict, method) -> tuple[Any, Any]:
+    """(params, model state) for `config.model_init`.
 
     Args:
-      source: a vtlearn workdir (its latest checkpoint), or the MIL-NCE
-        release's `.pth` file, whose word list must be the run's vocabulary
-        (`config.data.vocab_path=.../s3d_dict.npy`).
+      source: a vtlearn workdir (its latest checkpoint), or a weight file the
+        method reads itself (`Method.external_weights`, e.g. the MIL-NCE
+        release's `.pth` for the video-text towers).
       config: the new run's resolved config.
+      method: the new run's method.
 
     Raises:
-      ValueError: naming `config.model_init` when the source's vocabulary
-        differs from the run's (word ids would point at other words).
+      ValueError: naming `config.model_init` when the run's vocabulary differs
+        from the source's (word ids would point at other words).
     """
-    vocab = Vocabulary.load(config.data.vocab_path)
-    if str(source).endswith(".pth"):
-        if not str(config.data.vocab_path).endswith(".npy"):
-            raise ValueError(f"config.model_init={source!r} is the MIL-NCE release: set "
-                             "config.data.vocab_path to its s3d_dict.npy (its word ids)")
-        return _release_variables(source, config.data.vocab_path,
-                                  config.model.video.pool_padding)
+    if not Path(source).is_dir():
+        return method.external_weights(source)
     model = load(source)
+    vocab = Vocabulary.load(config.data.vocab_path)
     if model.vocab.words != vocab.words:
         raise ValueError(f"config.model_init={source!r} was trained with another vocabulary "
                          f"({len(model.vocab.words)} words) than config.data.vocab_path "

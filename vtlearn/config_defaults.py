@@ -13,8 +13,9 @@ Keys (all overridable with `--config.section.key=value`):
   interval in steps (0: not during training); the other keys are the
   evaluator's (`vtlearn.evaluation.base.section`).
 * `eval_batch_size`: global units per step of the evaluation embedding pass.
-* `model_init`: start from pretrained weights: a run's workdir or the MIL-NCE
-  release's `.pth` (`vtlearn.api.load_pretrained`); "" = random init.
+* `model_init`: start from pretrained weights: a run's workdir, or a weight
+  file the method reads (`Method.external_weights`, e.g. the MIL-NCE
+  release's `.pth`); "" = random init (`vtlearn.api.load_pretrained`).
 """
 
 from __future__ import annotations

@@ -242,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if config.model_init:
                 from vtlearn import api
 
-                pretrained = api.load_pretrained(config.model_init, config)
+                pretrained = api.load_pretrained(config.model_init, config, trainer.method)
             state, start_index = trainer.init_state(pretrained), 0
         if jax.process_index() == 0:
             run_config.save(config, workdir)

@@ -108,6 +108,7 @@ def test_two_runs_compare_by_per_video_wins(tmp_path):
     import vtlearn
     from vtlearn import train
     from vtlearn.config_defaults import load_config
+    from vtlearn.evaluation import standalone
 
     root = pathlib.Path(__file__).parents[2]
     runs = []
@@ -119,7 +120,7 @@ def test_two_runs_compare_by_per_video_wins(tmp_path):
         train.train_and_evaluate(config, str(tmp_path / name))
         runs.append(str(tmp_path / name))
     result = groundability.compare_runs(*runs)
-    a = groundability._evaluator_of(vtlearn.load(runs[0]), None)
+    a = standalone(vtlearn.load(runs[0]), "groundability")
     assert tuple(a.settings.instructional) == (0, 2)  # the lab flags its even categories
     assert result["videos"] >= 1 and 0 <= result["wins"] <= 1
     assert result["videos_instructional"] + result.get("videos_other", 0) == result["videos"]

@@ -458,7 +458,7 @@ def test_a_run_can_start_from_the_release(release_files, imported):
     config.model.text.update(pad_in_max=True, freeze_word_embeddings=True)
     config.model_init = str(folder / "s3d_howto100m.pth")
     trainer = train.Trainer(config, sharding.make_mesh())
-    state = trainer.init_state(api.load_pretrained(config.model_init, config))
+    state = trainer.init_state(api.load_pretrained(config.model_init, config, trainer.method))
     params, model_state = jax.device_get((state.params, state.model_state))
     jax.tree.map(np.testing.assert_array_equal, params["video"],
                  jax.device_get(variables["video"]["params"]))

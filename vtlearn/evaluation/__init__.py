@@ -38,3 +38,24 @@ def build_evaluators(method, mesh, config: ml_collections.ConfigDict,
                          f"(it has {sorted(config.evals)})")
     return {name: get_evaluator_module(config.evals[name].type, name).Evaluator(
         method, mesh, config, name, workdir) for name in names}
+
+
+def standalone(model, type_: str, workdir: str | Path | None = None, **settings):
+    """An evaluator of `type_` over a loaded `vtlearn.api.Model`.
+
+    Uses the run's first `config.evals` section of that type, or the type's
+    defaults if it has none, with `settings` over it.
+    """
+    from vtlearn.evaluation.base import section
+
+    config = ml_collections.ConfigDict(model.config.to_dict())
+    name = next((k for k, v in config.evals.items() if v.type == type_), None)
+    if name is None:
+        name = type_
+        config.evals[name] = section(type_, every=0)
+    unknown = set(settings) - set(config.evals[name])
+    if unknown:
+        raise ValueError(f"evaluator {type_!r} has no key(s) {sorted(unknown)}")
+    config.evals[name].update(settings)
+    return get_evaluator_module(type_, name).Evaluator(model.method, model.mesh, config, name,
+                                                       workdir)

@@ -384,16 +384,10 @@ def write_alignment_view(workdir: str | os.PathLike, out: str | os.PathLike, ind
       The PNG's path.
     """
     import vtlearn
+    from vtlearn.evaluation import standalone
 
     model = vtlearn.load(workdir, step=step)
-    config = ml_collections.ConfigDict(model.config.to_dict())
-    name = next((k for k, v in config.evals.items() if v.type == "alignment_view"), None)
-    if name is None:
-        name = "alignment_view"
-        config.evals[name] = base.section("alignment_view", every=0)
-    config.evals[name].index = index
-    evaluator = Evaluator(model.method, model.mesh, config, name)
-    matrices, texts = evaluator.alignment(model.variables)
+    matrices, texts = standalone(model, "alignment_view", index=index).alignment(model)
     render_alignment_png(matrices, out, captions_text=texts)
     return Path(out)
 

@@ -245,19 +245,6 @@ class Evaluator(base.Evaluator):
         self.artefact_path(step, "words.txt").write_text("\n".join(text) + "\n")
 
 
-def _evaluator_of(model, files: str | None) -> Evaluator:
-    """A groundability evaluator over `model` with its run's section (or the defaults)."""
-    config = ml_collections.ConfigDict(model.config.to_dict())
-    name = next((k for k, v in config.evals.items() if v.type == "groundability"), None)
-    if name is None:
-        name = "groundability"
-        config.evals[name] = base.section("groundability", every=0)
-    if files:
-        config.evals[name].files = files
-    config.evals[name].artefacts = False
-    return Evaluator(model.method, model.mesh, config, name)
-
-
 def compare_runs(workdir_a: str, workdir_b: str, files: str | None = None) -> dict[str, float]:
     """Per-video wins of run A over run B on the same videos (latest checkpoints).
 
@@ -272,10 +259,13 @@ def compare_runs(workdir_a: str, workdir_b: str, files: str | None = None) -> di
       "wins_instructional"/"wins_other" and "videos_instructional"/"videos_other"}.
     """
     import vtlearn
+    from vtlearn.evaluation import standalone
 
     model_a, model_b = vtlearn.load(workdir_a), vtlearn.load(workdir_b)
-    evaluator_a = _evaluator_of(model_a, files)
-    evaluator_b = _evaluator_of(model_b, files or evaluator_a.pattern)
+    evaluator_a = standalone(model_a, "groundability", artefacts=False,
+                             **({"files": files} if files else {}))
+    evaluator_b = standalone(model_b, "groundability", artefacts=False,
+                             files=files or evaluator_a.pattern)
     videos_a = evaluator_a.analyse(model_a)["videos"]
     videos_b = evaluator_b.analyse(model_b)["videos"]
     auc_a = {v: auc for v, (_, auc) in videos_a.items()}

@@ -44,6 +44,14 @@ class Method(abc.ABC):
         """
         return params
 
+    def external_weights(self, path: str) -> tuple[Params, ModelState]:
+        """(params, model state) read from a published weight file (`config.model_init`).
+
+        Methods that can read such files override this; the default refuses.
+        """
+        raise ValueError(f"config.model_init={path!r} is not a vtlearn run directory, and "
+                         f"method {self.config.method!r} reads no other weight files")
+
     @abc.abstractmethod
     def loss(self, params: Params, state: ModelState, batch: dict[str, jax.Array],
              rng: jax.Array, step: jax.Array

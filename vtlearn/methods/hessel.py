@@ -24,9 +24,8 @@ from vtlearn.losses.hinge import mixed_negative_hinge_loss
 from vtlearn.methods.base import Method
 from vtlearn.models import text as text_models
 from vtlearn.models import word2vec
+from vtlearn.methods.video_text import FEATURE_KEYS
 from vtlearn.models.gated import BagOfWordsEncoder, GatedEmbeddingUnit
-
-FEATURE_KEYS = ("features_2d", "features_3d")
 
 
 class Hessel(Method):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from vtlearn import sharding
 from vtlearn.alignment import l2_normalize
@@ -92,3 +93,51 @@ class MilNce(VideoTextMethod):
 
     def embed_text(self, params, state, text):
         return self._joint(super().embed_text(params, state, text))
+
+
+def release_config(weights_path: str, dict_path: str,
+                   pool_padding: str = "pytorch_port") -> ml_collections.ConfigDict:
+    """A MIL-NCE config describing the public S3D release's architecture.
+
+    S3D-G with space-to-depth stem and gating, BN epsilon 1e-5, 512-d joint
+    space, 300-d words through a 2048-d hidden layer, the padding id inside
+    the text max-pool, raw dot-product scores; 32 frames at 10 fps, 224x224
+    crops and 16 words, as in the release's examples.
+    """
+    from vtlearn import config_defaults
+
+    config = config_defaults.base_config("milnce_release", "milnce")
+    config.model = ml_collections.ConfigDict(dict(
+        embedding_dim=512,
+        video=dict(name="s3d", stem="space_to_depth", gating=True, bn_epsilon=1e-5,
+                   bn_momentum=0.9, bn_per_device=False, pool_padding=pool_padding,
+                   conv_lowering="factorized"),
+        text=dict(word_dim=300, hidden_dim=2048, pad_in_max=True,
+                  freeze_word_embeddings=True, word2vec_path="")))
+    config.loss = ml_collections.ConfigDict(dict(
+        kind="milnce", negatives="xy", num_negatives=0, margin=0.1, negative_scope="global",
+        temperature=0.0))
+    config.data.update(vocab_path=str(dict_path), num_frames=32, fps=10.0, crop_size=224,
+                       eval_crop_size=224, max_words=16)
+    config.model_init = str(weights_path)
+    return config
+
+
+def load_milnce_release(weights_path: str, dict_path: str,
+                        pool_padding: str = "pytorch_port"):
+    """The public MIL-NCE S3D weights (`s3d_howto100m.pth`, `s3d_dict.npy`) as a
+    `vtlearn.api.Model`, also as `vtlearn.load_milnce_release`.
+
+    `embed_video` takes clips in [0, 1] (or uint8) as the release does;
+    `embed_text` tokenises as the release does. Needs torch
+    (`pip install 'vtlearn[milnce_release]'`).
+    """
+    from vtlearn import api
+    from vtlearn.data.text import Vocabulary
+
+    config = release_config(str(weights_path), str(dict_path), pool_padding)
+    mesh = sharding.make_mesh()
+    method = MilNce(config, mesh.size)
+    params, model_state = jax.device_put(method.external_weights(str(weights_path)),
+                                         sharding.replicated(mesh))
+    return api.Model(config, method, params, model_state, Vocabulary.load(dict_path), mesh, 0)

@@ -100,6 +100,19 @@ class VideoTextMethod(Method):
                   "text": self.text_model.init(rt, sentence)["params"]}
         return params, {"video": variables["batch_stats"]}
 
+    def external_weights(self, path):
+        """The MIL-NCE release's `.pth` (its word list must be `data.vocab_path`)."""
+        if not (str(path).endswith(".pth") and str(self.config.data.vocab_path).endswith(".npy")):
+            raise ValueError(f"config.model_init={path!r}: the video-text towers read a vtlearn "
+                             "run directory or the MIL-NCE release's .pth, with "
+                             "config.data.vocab_path set to its s3d_dict.npy (its word ids)")
+        from vtlearn.models import milnce_release
+
+        _, variables = milnce_release.load_release(path, self.config.data.vocab_path,
+                                                   self.config.model.video.pool_padding)
+        return ({"video": variables["video"]["params"], "text": variables["text"]["params"]},
+                {"video": variables["video"]["batch_stats"]})
+
     def with_pretrained(self, params):
         """Word vectors from `config.model.text.word2vec_path`, if set."""
         return word2vec.with_configured_vectors(params, self.config)
