@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from vtlearn.data import audio
 from vtlearn.data import schema as S
 
 EPS = 1e-4
+FEATURE_POOLING = ("mean", "l2_max", "max_l2")
+AUDIO_FEATURES = ("waveform", "log_mel")
 
 
 def caption_windows(ex, min_seconds):
@@ -39,6 +42,8 @@ def usable_captions(ex, text_ids, cfg):
         fits &= tf.shape(ex[S.FRAMES])[0] > 0
     # A window must also hold at least one instant inside the chunk.
     fits &= hi > lo
+    if cfg.audio_seconds > 0:  # a chunk without audio (or all silent) yields no sample
+        fits &= tf.reduce_any(ex[S.WAVEFORM] != 0.0)
     return has_words & fits
 
 
@@ -82,7 +87,9 @@ def _window_pool(feats, rate, chunk_start, lo, hi, pooling):
     """Feature steps overlapping [lo, hi) pooled -> [..., D]; zeros if none.
 
     `pooling` "mean" averages them; "l2_max" L2-normalises each step and takes
-    the element-wise maximum (Hessel et al. 2020, following Miech et al. 2019).
+    the element-wise maximum (Hessel et al. 2020, following Miech et al. 2019);
+    "max_l2" takes the element-wise maximum, then L2-normalises it (MCN,
+    following HowTo100M's feature pooling).
     """
     n = tf.shape(feats)[0]
     t = chunk_start + tf.cast(tf.range(n), tf.float32) / tf.maximum(rate, EPS)
@@ -92,12 +99,13 @@ def _window_pool(feats, rate, chunk_start, lo, hi, pooling):
         total = tf.reduce_sum(tf.where(inside[..., None], feats[None], 0.0), axis=1)
         return tf.math.divide_no_nan(
             total, tf.reduce_sum(tf.cast(inside, tf.float32), -1, keepdims=True))
-    if pooling == "l2_max":
-        unit = tf.math.l2_normalize(feats, axis=-1)
-        masked = tf.where(inside[..., None], unit[None], -np.inf)
-        return tf.where(tf.reduce_any(inside, -1, keepdims=True),
-                        tf.reduce_max(masked, axis=1), 0.0)
-    raise ValueError(f"data.feature_pooling must be 'mean' or 'l2_max', got {pooling!r}")
+    if pooling in ("l2_max", "max_l2"):
+        steps = tf.math.l2_normalize(feats, axis=-1) if pooling == "l2_max" else feats
+        masked = tf.where(inside[..., None], steps[None], -np.inf)
+        pooled = tf.where(tf.reduce_any(inside, -1, keepdims=True),
+                          tf.reduce_max(masked, axis=1), 0.0)
+        return tf.math.l2_normalize(pooled, axis=-1) if pooling == "max_l2" else pooled
+    raise ValueError(f"data.feature_pooling must be one of {FEATURE_POOLING}, got {pooling!r}")
 
 
 def overlapping_text(text_ids, start, end, lo, hi, max_words):
@@ -119,12 +127,20 @@ def overlapping_text(text_ids, start, end, lo, hi, max_words):
     return ids[:, :max_words]
 
 
+def _check_rate(ex, cfg):
+    """Fails naming the video and chunk when a record's audio rate is not data.audio_rate."""
+    rate = ex[S.SAMPLE_RATE]
+    tf.debugging.Assert(tf.abs(rate - cfg.audio_rate) <= 1e-3 * cfg.audio_rate, [
+        f"record audio rate differs from data.audio_rate={cfg.audio_rate} (convert with "
+        "--waveform_rate or set data.audio_rate); video id, chunk start, record rate:",
+        ex[S.VIDEO_ID], ex[S.CHUNK_START], rate])
+
+
 def _audio_windows(ex, center, cfg):
     """Waveform windows [..., A] of audio_seconds centered at `center` [...]."""
     wav, rate = ex[S.WAVEFORM], ex[S.SAMPLE_RATE]
     length = int(round(cfg.audio_seconds * cfg.audio_rate))
-    tf.debugging.assert_near(rate, float(cfg.audio_rate), message=(
-        f"record audio rate differs from data.audio_rate={cfg.audio_rate}"))
+    _check_rate(ex, cfg)
     first = tf.cast(tf.round((center - ex[S.CHUNK_START]) * rate), tf.int32) - length // 2
     idx = first[..., None] + tf.range(length)
     inside = (idx >= 0) & (idx < tf.shape(wav)[0])
@@ -148,7 +164,15 @@ def modalities(ex, lo, hi, clip_start, seed, cfg, train):
         size = cfg.image_size or crop
         out["video"] = tf.reshape(frames, tf.concat(
             [tf.shape(idx), [size, size, 3]], 0))
-    if cfg.audio_seconds > 0:
+    if cfg.audio_seconds > 0 and cfg.audio_features == "log_mel":
+        _check_rate(ex, cfg)
+        spectrogram = audio.log_mel(ex[S.WAVEFORM], cfg.audio_rate, cfg.num_mel_bands)
+        alo, ahi = (clip_start, clip_start + span) if cfg.video else (lo, hi)
+        frames, valid = audio.clip_frames(spectrogram, ex[S.CHUNK_START], tf.reshape(alo, [-1]),
+                                          tf.reshape(ahi, [-1]), _audio_frames(cfg),
+                                          cfg.audio_rate)
+        out["audio"], out["audio_frames"] = frames, valid
+    elif cfg.audio_seconds > 0:
         out["audio"] = _audio_windows(ex, center, cfg)
     for key, dim in (("features_2d", cfg.features_2d), ("features_3d", cfg.features_3d)):
         if dim:
@@ -158,6 +182,11 @@ def modalities(ex, lo, hi, clip_start, seed, cfg, train):
                                     tf.reshape(flo, [-1]), tf.reshape(fhi, [-1]),
                                     cfg.feature_pooling)
     return out
+
+
+def _audio_frames(cfg) -> int:
+    """Spectrogram frames per clip: audio_seconds at the 10-ms hop."""
+    return int(round(cfg.audio_seconds / audio.HOP_SECONDS))
 
 
 def random_clip_starts(lo, hi, span, seed):
@@ -176,7 +205,10 @@ def modality_spec(cfg, lead: tuple[int, ...] = ()) -> dict[str, tuple[tuple[int,
     if cfg.video:
         size = cfg.image_size or cfg.crop_size
         spec["video"] = (lead + (cfg.num_frames, size, size, 3), np.dtype(np.uint8))
-    if cfg.audio_seconds > 0:
+    if cfg.audio_seconds > 0 and cfg.audio_features == "log_mel":
+        spec["audio"] = (lead + (_audio_frames(cfg), cfg.num_mel_bands), np.dtype(np.float32))
+        spec["audio_frames"] = (lead, np.dtype(np.int32))
+    elif cfg.audio_seconds > 0:
         spec["audio"] = (lead + (int(round(cfg.audio_seconds * cfg.audio_rate)),),
                          np.dtype(np.float32))
     for key in ("features_2d", "features_3d"):

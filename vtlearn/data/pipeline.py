@@ -7,16 +7,20 @@ NumPy arrays.
 
 Samplers (`cfg.sampler`, `vtlearn.data.samplers`) turn a record into a
 training sample: "clip" (MIL-NCE: an anchor clip with its K nearest
-captions), "sequence" (VT-TWINS: n consecutive clip-caption pairs) and
-"segments" (Hessel et al.: n random fixed-length segments with their ASR).
+captions), "sequence" (VT-TWINS: n consecutive clip-caption pairs),
+"segments" (Hessel et al.: n random fixed-length segments with their ASR)
+and "merged" (MCN: n captions drawn with replacement, each merged with its
+neighbours to at least min_caption_seconds).
 
-Training batch keys (B = per-process batch; n = num_pairs for "sequence",
-else absent; K = num_candidates for "clip", 1 for "sequence"):
+Training batch keys (B = per-process batch; n = num_pairs for the samplers
+with several pairs, else absent; K = num_candidates for "clip"):
 
 | key          | dtype   | shape                      | present when           |
 |--------------|---------|----------------------------|------------------------|
 | video        | uint8   | [B, (n,) T, H, W, 3] RGB   | cfg.video              |
-| audio        | float32 | [B, (n,) A] waveform       | cfg.audio_seconds > 0  |
+| audio        | float32 | [B, (n,) A] waveform, or   | cfg.audio_seconds > 0  |
+|              |         | [B, (n,) F, M] log-mel dB  | and audio_features="log_mel" |
+| audio_frames | int32   | [B, (n,)] valid frames F   | audio_features="log_mel" |
 | features_2d  | float32 | [B, (n,) D2] window pooled | cfg.features_2d > 0    |
 | features_3d  | float32 | [B, (n,) D3] window pooled | cfg.features_3d > 0    |
 | text         | int32   | [B, K, L] ("clip"), [B, n, L] ("sequence"); 0 = pad |  |
@@ -42,7 +46,7 @@ segment's own index, or the window's segment, -1 for none), category [B]
 
 Skips: records with no usable caption (none with an in-vocabulary word, or
 none whose window holds a clip inside the chunk, or no frames when video is
-requested) are dropped and counted in `SkipCounter`, never turned into
+requested, or no audio, or only zeros, when audio is requested) are dropped and counted in `SkipCounter`, never turned into
 empty or NaN samples.
 """
 
@@ -71,7 +75,7 @@ def default_config() -> ml_collections.ConfigDict:
         eval_files="",
         vocab_path="",           # one word per line (Vocabulary.save)
         max_words=16,
-        sampler="clip",          # "clip" | "sequence"
+        sampler="clip",          # a module of vtlearn/data/samplers (or a dotted user module)
         video=True,
         num_frames=32,           # T
         fps=10.0,                # F: clip frame rate
@@ -86,9 +90,11 @@ def default_config() -> ml_collections.ConfigDict:
         candidate_segments=256,  # "segments": random candidates per record
         audio_seconds=0.0,       # A = audio_seconds * audio_rate samples
         audio_rate=16000,
+        audio_features="waveform",  # "waveform" [A] | "log_mel" [audio_seconds/10 ms, bands]
+        num_mel_bands=40,
         features_2d=0,           # D2 (0: no features)
         features_3d=0,           # D3
-        feature_pooling="mean",  # over a window's feature steps: "mean" | "l2_max"
+        feature_pooling="mean",  # over a window's feature steps: "mean" | "l2_max" | "max_l2"
         eval_text_key=S.CAPTION,  # or caption/clean_string (synthetic lab)
         eval_num_clips=4,        # C
         probe_files="",          # records whose segments train linear probes

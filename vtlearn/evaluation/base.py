@@ -25,7 +25,7 @@ from vtlearn import sharding
 from vtlearn.data import pipeline
 from vtlearn.data.text import Vocabulary
 
-CLIP_KEYS = ("video", "audio", "features_2d", "features_3d")
+CLIP_KEYS = ("video", "audio", "audio_frames", "features_2d", "features_3d")
 VIDEO_ID_BYTES = 128  # video ids travel between processes as fixed-width bytes
 
 

@@ -17,6 +17,12 @@ is embedded as `num_clips` clips whose outputs are averaged, and the method
 scores queries against windows (`Method.similarity`; dot products unless
 the method says otherwise). Captions with identical text (the lab's clean
 step names) are grouped, see `grouped_retrieval_metrics`.
+
+`query` and `outputs` choose the modalities (MCN's T→V, A→V, T→VA): queries
+are the captions' text embeddings ("text") or an output of the method's
+`embed_video` for the same windows (e.g. "audio"); with `outputs` set, an
+item's score is the mean of the query's dot products with those outputs
+(("embedding", "audio") is T→VA), else the method's `similarity` decides.
 """
 
 from __future__ import annotations
@@ -204,7 +210,16 @@ def default_config() -> ml_collections.ConfigDict:
         files="",       # record pattern; "" = config.data.eval_files
         num_clips=0,    # clips averaged per caption window; 0 = data.eval_num_clips
         recall_at=(1, 5, 10),
+        query="text",   # "text", or an embed_video output key (e.g. "audio")
+        outputs=(),     # embed_video output keys whose scores are averaged; () = the method's
     ))
+
+
+def multimodal_similarity(query: np.ndarray, items: dict[str, np.ndarray],
+                          keys: Sequence[str]) -> np.ndarray:
+    """[Q, N]: the mean over `keys` of query [Q, D] · items[key] [N, D]."""
+    query = np.asarray(query, np.float64)
+    return sum(query @ np.asarray(items[k], np.float64).T for k in keys) / len(keys)
 
 
 class Evaluator(base.Evaluator):
@@ -214,12 +229,23 @@ class Evaluator(base.Evaluator):
         super().__init__(*args, **kwargs)
         self.pattern = self.files("files", "eval_files")
         self.units = Units("caption", num_clips=self.settings.num_clips)
+        if self.settings.query != "text" and not self.settings.outputs:
+            raise ValueError(f"config.evals.{self.name}.query={self.settings.query!r} needs "
+                             f"config.evals.{self.name}.outputs (the outputs to score it against)")
 
     def run(self, variables, step):
         units = self.embed_units(variables, self.pattern, self.units)
         _, groups = np.unique(units["text_ids"], axis=0, return_inverse=True)
         groups = groups.reshape(-1)
-        similarity = self.method.similarity(units["text"], units)
+        for key in (self.settings.query, *self.settings.outputs):
+            if key not in units:
+                raise ValueError(f"config.evals.{self.name}: the method's outputs have no "
+                                 f"{key!r}; they have {sorted(k for k in units if k != 'text')}")
+        if self.settings.outputs:
+            similarity = multimodal_similarity(units[self.settings.query], units,
+                                               tuple(self.settings.outputs))
+        else:
+            similarity = self.method.similarity(units["text"], units)
         metrics = grouped_retrieval_metrics(similarity, groups, tuple(self.settings.recall_at))
         for k in self.settings.recall_at:
             metrics |= grouped_chance_recall(groups, k)

@@ -10,6 +10,7 @@ _METHODS = {
     "milnce": "vtlearn.methods.milnce:MilNce",
     "vttwins": "vtlearn.methods.vttwins:VtTwins",
     "hessel": "vtlearn.methods.hessel:Hessel",
+    "mcn": "vtlearn.methods.mcn:Mcn",
 }
 
 

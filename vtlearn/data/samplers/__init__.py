@@ -4,8 +4,9 @@ A sampler turns one parsed chunk record into one training sample and
 declares what that sample looks like, so the pipeline, the trainer and
 `vtlearn.load` need no knowledge of any particular sampler. Built in:
 "clip" (MIL-NCE's anchor clip with K nearest captions), "sequence"
-(VT-TWINS's n consecutive clip-caption pairs) and "segments" (Hessel et
-al.'s random fixed-length segments with the ASR spoken during them). A new sampler is a module
+(VT-TWINS's n consecutive clip-caption pairs), "segments" (Hessel et
+al.'s random fixed-length segments with the ASR spoken during them) and
+"merged" (MCN's captions merged with their neighbours to at least 10 s). A new sampler is a module
 defining `Sampler`, a subclass of `vtlearn.data.samplers.base.Sampler`.
 """
 
