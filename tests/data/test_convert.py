@@ -34,7 +34,7 @@ CAPTIONS = {
 
 
 def _write_video(path, times, size, audio=None, codec=VIDEO_CODEC,
-                 audio_start=0.0):
+                 audio_start=0.0, amplitude=0.5):
     """Writes gray frames (level 5i mod 250 at times[i]) and a 440 Hz tone.
 
     Args:
@@ -44,6 +44,7 @@ def _write_video(path, times, size, audio=None, codec=VIDEO_CODEC,
         audio: None or (codec, rate, layout) of a 440 Hz sine track.
         codec: video codec.
         audio_start: time of the first audio sample, seconds.
+        amplitude: of the tone (0: a silent, all-zero audio track).
     """
     width, height = size
     with av.open(str(path), "w") as container:
@@ -60,15 +61,15 @@ def _write_video(path, times, size, audio=None, codec=VIDEO_CODEC,
             container.mux(video.encode(frame))
         container.mux(video.encode())
         if sound is not None:
-            _write_tone(container, sound, times[-1] + 0.05, audio_start)
+            _write_tone(container, sound, times[-1] + 0.05, audio_start, amplitude)
 
 
-def _write_tone(container, stream, seconds, start_seconds):
-    """Encodes a 0.5-amplitude 440 Hz sine of `seconds` from `start_seconds`."""
+def _write_tone(container, stream, seconds, start_seconds, amplitude=0.5):
+    """Encodes an `amplitude` 440 Hz sine of `seconds` from `start_seconds`."""
     rate, layout = stream.codec_context.sample_rate, stream.codec_context.layout.name
     channels = stream.codec_context.layout.nb_channels
     n = round(seconds * rate)
-    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)
+    tone = amplitude * np.sin(2 * np.pi * 440 * np.arange(n) / rate)
     block, offset = 1024, round(start_seconds * rate)
     for start in range(0, n, block):
         part = np.tile(tone[start:start + block], (channels, 1))
@@ -157,7 +158,9 @@ def test_summary_counts_every_outcome(converted):
     assert summary["uncaptioned"] == ["corrupt", "silent"]
     assert c["skipped_uncaptioned"] == 0
     assert summary["missing"] == ["ghost"]
-    assert list(summary["warnings"]) == ["trunc"]
+    assert sorted(summary["warnings"]) == ["silent", "trunc"]  # both lack audio
+    assert summary["no_audio"] == ["silent", "trunc"]
+    assert (c["warned"], c["no_audio"]) == (2, 2)
     assert (c["shards_written"], c["shards_skipped_done"]) == (NUM_SHARDS, 0)
     assert c["records"] == c["records_written"] == sum(
         len(v) for v in _read(prefix).values())
@@ -264,6 +267,8 @@ def test_resume_skips_done_shards_and_redoes_missing_ones(inputs, tmp_path):
         NUM_SHARDS, 0, 0)
     assert c["records"] == first["counts"]["records"]
     assert again["failed"] == first["failed"] and c["converted"] == 4
+    assert again["no_audio"] == first["no_audio"] == ["silent", "trunc"]
+    assert again["warnings"] == first["warnings"]
     assert [os.stat(p).st_mtime_ns for p in paths] == mtimes
 
     os.remove(paths[1])
@@ -312,9 +317,87 @@ def test_two_workers_write_the_same_shards(inputs, converted, tmp_path):
     for a, b in zip(records.shard_paths(prefix, NUM_SHARDS),
                     records.shard_paths(tmp_path / "parallel", NUM_SHARDS)):
         assert _canonical_records(a) == _canonical_records(b)
-    for key in ("failed", "warnings", "uncaptioned", "missing"):
+    for key in ("failed", "warnings", "no_audio", "uncaptioned", "missing"):
         assert parallel[key] == serial[key]
     assert parallel["counts"] == serial["counts"]
+
+
+def _audio_videos(directory: Path, **silent_track) -> Path:
+    """`directory`/videos with `tone.mkv` (8 kHz PCM 440 Hz tone) and `mute.mp4`:
+    no audio stream, or (with `silent_track`) an audio track of those
+    `_write_video` options."""
+    videos = directory / "videos"
+    videos.mkdir(parents=True)
+    times = np.arange(15) / 10
+    _write_video(videos / "tone.mkv", times, (64, 48), ("pcm_s16le", 8000, "mono"))
+    if silent_track:
+        _write_video(videos / "mute.mkv", times, (64, 48),
+                     ("pcm_s16le", 8000, "mono"), **silent_track)
+    else:
+        _write_video(videos / "mute.mp4", times, (64, 48))
+    return videos
+
+
+def _chunks_by_video(prefix: Path, num_shards: int = 1) -> dict[str, list[dict]]:
+    out = {}
+    for path in records.shard_paths(prefix, num_shards):
+        for chunk in records.read_chunks(path, waveform=True):
+            out.setdefault(chunk["video/id"].decode(), []).append(chunk)
+    return out
+
+
+def test_video_without_audio_stream_is_converted_counted_and_warned(tmp_path,
+                                                                    capsys):
+    videos = _audio_videos(tmp_path)
+    prefix = tmp_path / "out" / "audio"
+    summary = convert.main([
+        "videos", "--video_dir", str(videos), "--out_prefix", str(prefix),
+        "--num_shards", "1", "--fps", str(FPS), "--short_side", "32",
+        "--sample_rate", str(RATE), "--chunk_seconds", str(CHUNK)])
+    c = summary["counts"]
+    assert (c["videos"], c["converted"], c["failed"]) == (2, 2, 0)
+    assert (c["no_audio"], c["warned"]) == (1, 1)
+    assert summary["no_audio"] == ["mute"]
+    [message] = summary["warnings"]["mute"]
+    assert str(videos / "mute.mp4") in message and "no audio stream" in message
+    saved = json.loads(Path(f"{prefix}.summary.json").read_text())
+    assert saved["no_audio"] == ["mute"] and saved["counts"]["no_audio"] == 1
+    printed = capsys.readouterr().out
+    assert "converted without audio (audio requested): 1" in printed
+    assert "mute.mp4" in printed
+
+    chunks = _chunks_by_video(prefix)
+    assert len(chunks["mute"]) == 2 and len(_frames(chunks["mute"])) == 15
+    for chunk in chunks["mute"]:
+        assert float(chunk["WAVEFORM/sample_rate"]) == 0
+        assert len(chunk["WAVEFORM/feature/floats"]) == 0
+    tone = np.concatenate([c["WAVEFORM/feature/floats"] for c in chunks["tone"]])
+    assert float(chunks["tone"][0]["WAVEFORM/sample_rate"]) == RATE
+    assert len(tone) == round(float(chunks["tone"][0]["video/duration"]) * RATE)
+    assert np.abs(tone).max() > 0.2
+
+    no_audio_requested = convert.main([
+        "videos", "--video_dir", str(videos), "--out_prefix",
+        str(tmp_path / "out" / "no_audio"), "--num_shards", "1", "--fps",
+        str(FPS), "--short_side", "32", "--sample_rate", "0"])
+    assert no_audio_requested["counts"]["no_audio"] == 0
+    assert no_audio_requested["no_audio"] == [] and not no_audio_requested["warnings"]
+
+
+def test_video_with_all_zero_audio_keeps_zeros_and_is_counted(tmp_path):
+    videos = _audio_videos(tmp_path, amplitude=0.0)
+    summary = convert.convert_videos(
+        videos, tmp_path / "out", 1,
+        loader=convert.VideoFileLoader(fps=FPS, short_side=32, sample_rate=RATE),
+        chunk_seconds=CHUNK)
+    assert summary["no_audio"] == ["mute"] and summary["counts"]["warned"] == 1
+    [message] = summary["warnings"]["mute"]
+    assert str(videos / "mute.mkv") in message and "all zeros" in message
+    chunks = _chunks_by_video(tmp_path / "out")["mute"]
+    wave = np.concatenate([c["WAVEFORM/feature/floats"] for c in chunks])
+    assert float(chunks[0]["WAVEFORM/sample_rate"]) == RATE
+    assert len(wave) == round(float(chunks[0]["video/duration"]) * RATE)
+    assert not np.any(wave)
 
 
 # Feature sets ------------------------------------------------------------------
@@ -373,6 +456,35 @@ def test_npz_features_with_waveforms_and_durations(tmp_path):
     np.testing.assert_array_equal(wave, wave_a)
     wave_b = np.concatenate([c["WAVEFORM/feature/floats"] for c in videos["b"]])
     assert len(wave_b) == 350 and np.abs(wave_b).max() <= 1.0
+
+
+def test_features_without_waveform_file_are_converted_and_counted(tmp_path):
+    (tmp_path / "feats").mkdir()
+    (tmp_path / "wav").mkdir()
+    for video_id in ("heard", "unheard", "zeros"):
+        np.save(tmp_path / "feats" / f"{video_id}.npy", np.ones((4, 3), np.float32))
+    np.save(tmp_path / "wav" / "heard.npy", np.full(400, 0.25, np.float32))
+    np.save(tmp_path / "wav" / "zeros.npy", np.zeros(400, np.int16))
+    summary = convert.convert_features(
+        tmp_path / "feats", tmp_path / "out", 1, waveform_dir=tmp_path / "wav",
+        waveform_rate=100, chunk_seconds=2.0)
+    c = summary["counts"]
+    assert (c["converted"], c["failed"], c["no_audio"], c["warned"]) == (3, 0, 2, 2)
+    assert summary["no_audio"] == ["unheard", "zeros"]
+    assert "no waveform file unheard.npy" in summary["warnings"]["unheard"][0]
+    assert str(tmp_path / "wav" / "zeros.npy") in summary["warnings"]["zeros"][0]
+    chunks = {}
+    for chunk in records.read_chunks(f"{tmp_path}/out-00000-of-00001.tfrecord",
+                                     frames=False, waveform=True, features_2d=3):
+        chunks.setdefault(chunk["video/id"].decode(), []).append(chunk)
+    for chunk in chunks["unheard"]:
+        assert float(chunk["WAVEFORM/sample_rate"]) == 0
+        assert len(chunk["WAVEFORM/feature/floats"]) == 0
+        assert chunk["FEATURES/2d/floats"].shape == (2, 3)
+    assert float(chunks["zeros"][0]["WAVEFORM/sample_rate"]) == 100
+    assert len(chunks["zeros"][0]["WAVEFORM/feature/floats"]) == 200
+    assert not np.any(chunks["zeros"][0]["WAVEFORM/feature/floats"])
+    assert float(chunks["heard"][0]["WAVEFORM/sample_rate"]) == 100
 
 
 def test_npy_feature_dirs_cut_or_reject_length_mismatch(tmp_path):

@@ -55,11 +55,18 @@ to load) is logged and listed under `failed` with the reason; packets that
 fail to decode are skipped, and a file that decodes to more than 1 s less than
 its declared duration (a truncated download) is converted and listed under
 `warnings`. Failed videos are not retried by a rerun; delete their shards'
-`.done.json` to retry. A video without captions is kept by default (feature
-and probe evaluations use them) and counted; `--skip_uncaptioned` leaves them
-out. A caption (or segment) id without an input file is listed under
-`missing`. A malformed caption file stops the run before any work, with an
-error naming the file and video or line.
+`.done.json` to retry. When audio is requested (`--sample_rate` > 0, or
+`--waveform_dir`), a video without audio is converted, listed under
+`no_audio` and warned about (naming its file and the reason): one without an
+audio stream, whose audio stream decodes to no samples, or without a waveform
+file gets no waveform (its records have `WAVEFORM/sample_rate` 0 and an empty
+waveform); one whose audio (or waveform file) is all zeros keeps its zeros.
+Training that uses audio samples no clips from such chunks. A video without
+captions is kept by default (feature and probe evaluations use them) and
+counted; `--skip_uncaptioned` leaves them out. A caption (or segment) id
+without an input file is listed under `missing`. A malformed caption file
+stops the run before any work, with an error naming the file and video or
+line.
 
 Shards. Videos are sorted by id and dealt round robin into
 `<prefix>-0000i-of-0000N.tfrecord`, each holding its videos' chunks in id and
@@ -76,14 +83,18 @@ Summary. At the end, printed and written to `<prefix>.summary.json`::
 
     {"out_prefix": str, "num_shards": N, "options": {...},
      "counts": {"videos", "converted", "failed", "uncaptioned",
-                "skipped_uncaptioned", "missing", "warned", "shards_written",
-                "shards_skipped_done", "records", "records_written", "bytes"},
+                "skipped_uncaptioned", "missing", "warned", "no_audio",
+                "shards_written", "shards_skipped_done", "records",
+                "records_written", "bytes"},
      "seconds": float,
      "failed": {video_id: reason}, "warnings": {video_id: [message]},
-     "uncaptioned": [video_id], "missing": [video_id]}
+     "no_audio": [video_id], "uncaptioned": [video_id], "missing": [video_id]}
 
 `videos` counts input files; `records` and `bytes` cover all shards,
 `records_written` and `seconds` this run. `uncaptioned` may overlap `failed`.
+`no_audio` (converted videos without the requested audio, see Policies) are
+also in `warnings`, so counted in `warned`; shards finished by a converter
+older than this count contribute none to it.
 
 Per-video costs, measured on a 640x360 30 fps H.264 + AAC source with
 textured moving content (one process, --fps 10 --short_side 256, quality 90):
@@ -225,10 +236,18 @@ class VideoFileLoader:
             warnings.append(f"decoded {frames.end:.2f} s of the declared "
                             f"{declared:.2f} s (truncated file?)")
         waveform = None
-        if audio is not None:
-            waveform = audio.waveform(duration)
-            if audio.start is None:
-                warnings.append("the audio stream decoded to no samples")
+        if self.sample_rate:
+            path = source.inputs["video"]
+            if audio is None:
+                warnings.append(f"{path}: no audio stream; converted without "
+                                f"audio (sample_rate 0)")
+            elif audio.start is None:
+                warnings.append(f"{path}: the audio stream decoded to no samples; "
+                                f"converted without audio (sample_rate 0)")
+            else:
+                waveform = audio.waveform(duration)
+                if not np.any(waveform):
+                    warnings.append(f"{path}: the audio is all zeros (silent)")
         return schema.Video(
             video_id=source.video_id, duration=duration, captions=source.captions,
             frames=frames.jpegs(duration), frame_rate=self.fps,
@@ -396,14 +415,18 @@ class FeatureLoader:
             warnings.append(f"{n} feature steps cover {n / self.feature_rate:.2f}"
                             f" s of {duration:.2f} s")
         waveform = None
-        if self.waveform_rate:
-            if "waveform" not in source.inputs:
-                raise ValueError("no waveform file")
-            waveform = _load_waveform(source.inputs["waveform"])
+        if self.waveform_rate and "waveform" not in source.inputs:
+            warnings.append(f"no waveform file {source.video_id}.npy; converted "
+                            f"without audio (sample_rate 0)")
+        elif self.waveform_rate:
+            path = source.inputs["waveform"]
+            waveform = _load_waveform(path)
             if abs(len(waveform) / self.waveform_rate - duration) > TOLERANCE_SECONDS:
                 warnings.append(f"waveform of {len(waveform) / self.waveform_rate:.2f}"
                                 f" s cut or padded to {duration:.2f} s")
             waveform = _fit_length(waveform, round(duration * self.waveform_rate))
+            if not np.any(waveform):
+                warnings.append(f"{path}: the waveform is all zeros (silent)")
         return schema.Video(
             video_id=source.video_id, duration=duration, captions=source.captions,
             features_2d=feats.get("2d"), features_3d=feats.get("3d"),
@@ -615,7 +638,7 @@ def _convert_shard(task: _ShardTask, loader: Loader, options: dict,
     sidecar_path = task.path + ".done.json"
     if os.path.exists(sidecar_path):
         os.remove(sidecar_path)
-    converted, failed, warnings = [], {}, {}
+    converted, failed, warnings, no_audio = [], {}, {}, []
 
     def examples():
         for source in task.sources:
@@ -630,6 +653,8 @@ def _convert_shard(task: _ShardTask, loader: Loader, options: dict,
                 converted.append(source.video_id)
                 if notes:
                     warnings[source.video_id] = notes
+                if _lacks_audio(video):
+                    no_audio.append(source.video_id)
                 yield from chunks
             progress(task.index)
 
@@ -638,9 +663,16 @@ def _convert_shard(task: _ShardTask, loader: Loader, options: dict,
         "video_ids": [s.video_id for s in task.sources], "options": options,
         "records": count, "bytes": os.path.getsize(task.path),
         "converted": converted, "failed": failed, "warnings": warnings,
-        "seconds": time.perf_counter() - t0}
+        "no_audio": no_audio, "seconds": time.perf_counter() - t0}
     _write_json(sidecar_path, sidecar)
     return sidecar
+
+
+def _lacks_audio(video: schema.Video) -> bool:
+    """Whether audio was requested (sample_rate > 0) but the video has none:
+    no waveform, or one that is all zeros."""
+    return bool(video.sample_rate) and (video.waveform is None
+                                        or not np.any(video.waveform))
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -654,16 +686,18 @@ def _outcomes(sidecars: list[dict], fresh: dict[int, dict]) -> dict:
     """Per-video outcomes and counts over all shards' sidecars."""
     failed = {k: v for s in sidecars for k, v in s["failed"].items()}
     warnings = {k: v for s in sidecars for k, v in s["warnings"].items()}
+    no_audio = sorted(v for s in sidecars for v in s.get("no_audio", ()))
     return {
         "counts": {
             "converted": sum(len(s["converted"]) for s in sidecars),
             "failed": len(failed), "warned": len(warnings),
+            "no_audio": len(no_audio),
             "shards_written": len(fresh),
             "shards_skipped_done": len(sidecars) - len(fresh),
             "records": sum(s["records"] for s in sidecars),
             "records_written": sum(s["records"] for s in fresh.values()),
             "bytes": sum(s["bytes"] for s in sidecars)},
-        "failed": failed, "warnings": warnings}
+        "failed": failed, "warnings": warnings, "no_audio": no_audio}
 
 
 def _format_summary(summary: dict, path: str, examples: int = 5) -> str:
@@ -677,7 +711,10 @@ def _format_summary(summary: dict, path: str, examples: int = 5) -> str:
         f"without captions: {c['uncaptioned']} ({c['skipped_uncaptioned']} "
         f"skipped); annotated but without input file: {c['missing']}; "
         f"with warnings: {c['warned']}",
-        f"failed: {c['failed']}"]
+        f"converted without audio (audio requested): {c['no_audio']}"]
+    lines += [f"  {k}: {'; '.join(summary['warnings'].get(k, []))}"
+              for k in summary["no_audio"][:examples]]
+    lines.append(f"failed: {c['failed']}")
     lines += [f"  {k}: {v}" for k, v in list(summary["failed"].items())[:examples]]
     lines.append(f"summary: {path}")
     return "\n".join(lines)
@@ -775,7 +812,9 @@ def convert_features(features_dir: str | Path | None, out_prefix: str | Path,
         features_3d_dir: `<id>.npy` 3d features (with `.npy` 2d features or
             alone).
         feature_rate: feature vectors per second.
-        waveform_dir: optional `<id>.npy` mono waveforms at `waveform_rate`.
+        waveform_dir: optional `<id>.npy` mono waveforms at `waveform_rate`;
+            a video without one is converted without audio, warned about and
+            listed under `no_audio`.
         waveform_rate: Hz; required with `waveform_dir`.
         captions, segments, durations: annotations per video id; the duration
             defaults to N / feature_rate.
