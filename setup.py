@@ -29,7 +29,7 @@ setup(
         "video": ["av>=12.0"],
         "word2vec": ["gensim>=4.3"],
         "milnce_release": ["torch>=2.2"],
-        "test": ["pytest>=8.0", "av>=12.0", "gensim>=4.3", "torch>=2.2"],
+        "test": ["pytest>=8.0", "av>=12.0", "gensim>=4.3", "torch>=2.2", "librosa>=0.10"],
         "benchmarks": ["torch>=2.2", "tslearn>=0.6"],
     },
 )

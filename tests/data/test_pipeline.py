@@ -267,7 +267,7 @@ def test_feature_sampling_without_frames(data_dir):
         assert any(matches), (i, a)
 
 
-@pytest.mark.parametrize("sampler", ["clip", "sequence", "segments"])
+@pytest.mark.parametrize("sampler", ["clip", "sequence", "segments", "merged"])
 def test_samplers_declare_what_they_yield(data_dir, sampler):
     from vtlearn.data.samplers import get_sampler
 
@@ -421,3 +421,50 @@ def test_training_can_be_restricted_to_some_categories(data_dir):
     labels = np.concatenate([b["label"] for _, b in zip(range(3),
                                                         pipeline.iterate_train(cfg, 8))])
     assert set(labels) == {1, 3}  # the fixture's four videos have categories 0-3
+
+
+def test_merge_neighbours_follows_the_release_rule():
+    from vtlearn.data.samplers.merged import merge_neighbours
+
+    rng = np.random.default_rng(0)
+    start = np.cumsum(rng.uniform(0.5, 4.0, 15)).astype(np.float32)
+    end = (start + rng.uniform(0.5, 3.0, 15)).astype(np.float32)
+    anchors = np.arange(15, dtype=np.int32)
+    first, last = (x.numpy() for x in merge_neighbours(start, end, anchors, 10.0))
+    for a in anchors:  # the release's loop: grow towards the shorter total span, ties earlier
+        lo = hi = a
+        while end[hi] - start[lo] < 10.0 and (lo > 0 or hi < 14):
+            prev = end[hi] - start[lo - 1] if lo > 0 else np.inf
+            nxt = end[hi + 1] - start[lo] if hi < 14 else np.inf
+            lo, hi = (lo - 1, hi) if prev <= nxt else (lo, hi + 1)
+        assert (first[a], last[a]) == (lo, hi), a
+
+
+def test_merged_sampler_gives_mcn_clips_with_log_mel_audio(tmp_path):
+    """Captions merged to >= 6 s; text, max-then-L2 features and log-mel frames of the span."""
+    starts = np.arange(0.0, 24.0, 2.0)  # 12 captions of 1.5 s every 2 s, one chunk
+    ex = records.video_to_examples(
+        S.Video("v0", 25.0, S.Captions([f"w{i} cut" for i in range(12)], starts, starts + 1.5),
+                waveform=np.sin(np.arange(25 * 8000) / 8000 * 2 * np.pi * 440).astype(
+                    np.float32), sample_rate=8000,
+                features_2d=np.arange(25)[:, None] * np.ones((1, 3)), feature_rate=1.0),
+        32.0)
+    records.write_tfrecord(tmp_path / "train-0.tfrecord", ex)
+    Vocabulary([f"w{i}" for i in range(12)] + ["cut"]).save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path, sampler="merged", video=False, num_pairs=6, min_caption_seconds=6.0,
+               feature_pooling="max_l2", audio_seconds=4.0, audio_rate=8000,
+               audio_features="log_mel")
+    batch = next(pipeline.iterate_train(cfg, 2))
+    vocab = Vocabulary.load(cfg.vocab_path)
+    assert batch["audio"].shape == (2, 6, 400, 40) and batch["text_mask"].all()
+    for clip in range(6):
+        ids = sorted(int(w[1:]) for w in vocab.decode(batch["text"][0, clip]).split()
+                     if w != "cut")
+        assert ids == list(range(ids[0], ids[-1] + 1))  # neighbours, in order
+        span = starts[ids[-1]] + 1.5 - starts[ids[0]]
+        assert span >= 6.0 and (span - 2.0 < 6.0)  # long enough; one caption fewer is not
+        features = batch["features_2d"][0, clip]
+        np.testing.assert_allclose(features, np.full(3, 1 / np.sqrt(3)), rtol=1e-5)
+        # 4 s of audio cut from a span >= 6 s: every frame is real audio.
+        assert batch["audio_frames"][0, clip] == 400
+        assert np.all(batch["audio"][0, clip] <= 0) and np.any(batch["audio"][0, clip] < -1)

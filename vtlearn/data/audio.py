@@ -103,7 +103,7 @@ def clip_frames(spectrogram: tf.Tensor, chunk_start: tf.Tensor, lo: tf.Tensor, h
     """
     _, hop = frame_sizes(rate)
     total = tf.shape(spectrogram)[0]
-    first = tf.cast(tf.round((lo - chunk_start) * rate / hop), tf.int32)
+    first = tf.maximum(tf.cast(tf.round((lo - chunk_start) * rate / hop), tf.int32), 0)
     last = tf.cast(tf.round((hi - chunk_start) * rate / hop), tf.int32)
     valid = tf.clip_by_value(tf.minimum(last, total) - first, 0, num_frames)
     idx = first[:, None] + tf.range(num_frames)[None]
