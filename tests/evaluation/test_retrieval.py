@@ -142,3 +142,15 @@ def test_nan_similarities_never_score():
     similarity[2, 3] = np.inf
     with pytest.raises(ValueError, match="non-finite"):
         retrieval.text_video_retrieval_metrics(similarity)
+
+
+def test_multimodal_similarity_averages_the_chosen_outputs():
+    from vtlearn.evaluation.retrieval import multimodal_similarity
+
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(3, 4))
+    items = {"embedding": rng.normal(size=(5, 4)), "audio": rng.normal(size=(5, 4))}
+    np.testing.assert_allclose(multimodal_similarity(q, items, ("embedding",)),
+                               q @ items["embedding"].T)
+    np.testing.assert_allclose(multimodal_similarity(q, items, ("embedding", "audio")),
+                               (q @ items["embedding"].T + q @ items["audio"].T) / 2)
