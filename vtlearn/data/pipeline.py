@@ -250,15 +250,18 @@ class Units:
         words of the captions (`caption/string`, the ASR) overlapping the
         window, in time order; label = the step label of the segment
         holding the window's center, -1 in background). Caption and segment windows shorter than
-        `data.min_caption_seconds` are widened to it.
+        `min_seconds` are widened to it (symmetrically, inside the chunk).
       num_clips: C clips evenly spaced over each window (0: `data.eval_num_clips`).
       window_seconds, stride_seconds: "window" units only.
+      min_seconds: the shortest caption or segment window; -1 = `data.min_caption_seconds`
+        (what training widens captions to); a window must still hold one clip.
     """
 
     kind: str = "caption"
     num_clips: int = 0
     window_seconds: float = 1.0
     stride_seconds: float = 1.0
+    min_seconds: float = -1.0
 
     def __post_init__(self):
         if self.kind not in UNIT_KINDS:
@@ -341,7 +344,8 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
             lo, hi = clips.caption_windows({S.CAPTION_START: start, S.CAPTION_END: end,
                                             S.CHUNK_START: ex[S.CHUNK_START],
                                             S.CHUNK_END: ex[S.CHUNK_END]},
-                                           cfg.min_caption_seconds)
+                                           max(span, cfg.min_caption_seconds
+                                               if units.min_seconds < 0 else units.min_seconds))
         own = (center >= ex[S.CHUNK_START]) & (center < ex[S.CHUNK_END]) & (hi > lo)
         if units.kind != "window":
             own &= hi - lo >= span - clips.EPS

@@ -75,6 +75,7 @@ def default_config() -> ml_collections.ConfigDict:
         files="",                 # record pattern; "" = config.data.eval_files
         outputs=("embedding",),   # embed_video outputs averaged into the clustered vector
         num_clips=0,              # clips averaged per segment; 0 = data.eval_num_clips
+        min_seconds=-1.0,         # widen shorter segments to this; -1 = data.min_caption_seconds
         restarts=10,              # k-means restarts (scikit-learn's n_init)
         seed=0,
     ))
@@ -86,7 +87,8 @@ class Evaluator(base.Evaluator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.pattern = self.files("files", "eval_files")
-        self.units = Units("segment", num_clips=self.settings.num_clips)
+        self.units = Units("segment", num_clips=self.settings.num_clips,
+                           min_seconds=self.settings.min_seconds)
 
     def run(self, variables, step):
         units = self.embed_units(variables, self.pattern, self.units, with_text=False)

@@ -53,9 +53,10 @@ def lloyd_step(points: jax.Array, valid: jax.Array, centroids: jax.Array, metric
                ) -> tuple[jax.Array, jax.Array]:
     """One k-means iteration: assign, then update. Returns (centroids, #empty)."""
     labels = assign(points, centroids, metric)
-    onehot = jax.nn.one_hot(labels, centroids.shape[0], dtype=points.dtype) * valid[:, None]
-    counts = jnp.sum(onehot, axis=0)  # [K]
-    sums = onehot.T @ points  # [K, D]
+    k = centroids.shape[0]
+    # Segment sums cost N·D (a one-hot matmul costs 2·N·K·D, as much as the distances).
+    counts = jax.ops.segment_sum(valid.astype(points.dtype), labels, k)  # [K]
+    sums = jax.ops.segment_sum(jnp.where(valid[:, None], points, 0.0), labels, k)  # [K, D]
     mean = sums / jnp.maximum(counts, 1.0)[:, None]
     fallback = centroids if metric == "euclidean" else jnp.zeros_like(centroids)
     new = jnp.where((counts > 0)[:, None], mean, fallback)
