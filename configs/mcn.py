@@ -19,7 +19,9 @@ The release (brian7685/Multimodal-Clustering-Network) differs; each is an
 option: D = 6,144 (`--config.model.embedding_dim=6144`); a trained, not
 frozen, ResDAVEnet (no pretrained DAVEnet weights ship with either, so the
 audio net is trained here by default: `model.audio.trainable`); cosine
-k-means (`loss.cluster_metric=cosine`); the centroid terms averaged
+k-means whose empty clusters become 0 (`loss.cluster_metric=cosine
+loss.empty_clusters=zero`; the paper is silent on empty clusters, the default
+moves the farthest point into them, as scikit-learn does); the centroid terms averaged
 (`loss.centroid_terms=mean`, its `--mean=0`) or the fused embedding's only
 (`fused`, the `--mean=1` its scripts pass); reconstruction of each tower's
 input by an MLP, weighted 50 (`loss.reconstruction=release
@@ -65,6 +67,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         contrastive="mms", margin=0.001,
         cluster="kmeans", target="centroid", labels="hard", centroid_terms="sum",
         cluster_weight=1.0, num_clusters=256, cluster_metric="euclidean",
+        empty_clusters="farthest",
         refit_every=20, kmeans_iterations=100, kmeans_tolerance=1e-4,
         queue_batches=20, queue_fraction=0.5,
         sinkhorn_hidden=512, sinkhorn_epsilon=0.05, sinkhorn_iterations=3,
@@ -100,7 +103,7 @@ def _small(config: ml_collections.ConfigDict, preset: str) -> None:
     config.data.update(features_2d=settings.features_2d, features_3d=settings.features_3d,
                        audio_rate=rate, max_words=16)
     config.model.embedding_dim = 256
-    config.model.audio.widths = (32, 64, 128, 256)
+    config.model.audio.widths = (16, 32, 32, 64)
     config.model.text.freeze_word_embeddings = False  # no word2vec: learn the words
     config.loss.update(num_clusters=64, queue_batches=20, reconstruction_hidden=128,
                        sinkhorn_hidden=128, kmeans_iterations=50)

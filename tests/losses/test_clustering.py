@@ -39,8 +39,8 @@ def test_invalid_points_take_no_part():
     np.testing.assert_allclose(masked.inertia, subset.inertia, rtol=1e-5)
 
 
-def lloyd_loop(points, centroids, metric):
-    """One assignment + update written point by point (empty: euclidean keeps, cosine zeros)."""
+def lloyd_loop(points, centroids, metric, empty_clusters):
+    """One assignment + update written point by point."""
     k = len(centroids)
     labels = []
     for x in points:
@@ -50,25 +50,49 @@ def lloyd_loop(points, centroids, metric):
             scores = [x @ c / max(np.linalg.norm(x) * np.linalg.norm(c), 1e-30)
                       if np.linalg.norm(c) > 0 else 0.0 for c in centroids]
         labels.append(int(np.argmax(scores)))
+    empties = [j for j in range(k) if j not in labels]
+    if empty_clusters == "farthest":  # j-th empty cluster takes the j-th farthest point
+        distance = [np.sum((x - centroids[lab]) ** 2) for x, lab in zip(points, labels)]
+        for j, p in zip(empties, np.argsort(distance)[::-1]):
+            labels[p] = j
     new = []
     for j in range(k):
         members = [x for x, lab in zip(points, labels) if lab == j]
         if members:
             new.append(np.mean(members, axis=0))
         else:
-            new.append(centroids[j] if metric == "euclidean" else np.zeros_like(centroids[j]))
-    return np.array(new), sum(1 for j in range(k) if j not in labels)
+            new.append(np.zeros_like(centroids[j]) if empty_clusters == "zero"
+                       else centroids[j])
+    return np.array(new), len(empties)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_a_lloyd_step_matches_the_loop_and_empty_clusters_are_never_nan(metric):
+@pytest.mark.parametrize("metric,empty_clusters", [
+    ("euclidean", "farthest"), ("euclidean", "keep"), ("cosine", "zero"),
+    ("cosine", "farthest")])
+def test_a_lloyd_step_matches_the_loop_and_empty_clusters_are_never_nan(metric, empty_clusters):
     points = blobs(n=40, d=3, k=2, seed=3).astype(np.float32)
     far = np.full((1, 3), 1e3, np.float32) * (1 if metric == "euclidean" else -1)
-    centroids = np.concatenate([points[:2], far, points[2:3] * 0 + far])  # 2 never win
-    new, empty = clustering.lloyd_step(points, np.ones(40, bool), centroids, metric)
-    ref, ref_empty = lloyd_loop(points, centroids, metric)
-    np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-6)
+    centroids = np.concatenate([points[:2], far, far * 2])  # 2 never win
+    new, empty = clustering.lloyd_step(points, np.ones(40, bool), centroids, metric,
+                                       empty_clusters)
+    ref, ref_empty = lloyd_loop(points, centroids, metric, empty_clusters)
+    np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)
     assert int(empty) == ref_empty >= 1 and np.all(np.isfinite(new))
+
+
+def test_empty_clusters_are_relocated_as_scikit_learn_does():
+    jax.config.update("jax_enable_x64", True)
+    try:
+        points = blobs(n=200, d=4, k=3, seed=7)
+        init = np.concatenate([points[:3], np.full((3, 4), 50.0)])  # 3 start empty
+        ours = clustering.kmeans(points, np.ones(200, bool), init, iterations=100)
+        ref = KMeans(6, init=init, n_init=1, max_iter=100, tol=0.0,
+                     algorithm="lloyd").fit(points)
+        np.testing.assert_array_equal(ours.assignment, ref.labels_)
+        np.testing.assert_allclose(ours.inertia, ref.inertia_, rtol=1e-10)
+        assert len(np.unique(ours.assignment)) == 6
+    finally:
+        jax.config.update("jax_enable_x64", False)
 
 
 def test_init_centroids_picks_valid_points_and_repeats_them_when_too_few():

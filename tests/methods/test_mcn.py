@@ -59,8 +59,8 @@ VARIANTS = {  # Table 5 rows, then Table 6's clustering pipelines, then the rele
     "kmeans-joint": dict(target="joint"),
     "sinkhorn-swap-soft": dict(cluster="sinkhorn", target="swap", labels="soft"),
     "sinkhorn-joint-hard": dict(cluster="sinkhorn", target="joint"),
-    "release": dict(cluster_metric="cosine", centroid_terms="fused", reconstruction="release",
-                    reconstruction_weight=50.0),
+    "release": dict(cluster_metric="cosine", empty_clusters="zero", centroid_terms="fused",
+                    reconstruction="release", reconstruction_weight=50.0),
     "release-mean": dict(centroid_terms="mean"),
 }
 
@@ -104,7 +104,8 @@ def test_kmeans_state_refits_every_r_steps_and_the_queue_is_fifo(lab_dir):
         if step % 2 == 0:  # a refit: k-means of queue + batch, warm-started after step 0
             start = np.asarray(before["centroids"]) if step else np.asarray(c["centroids"])
             expected = clustering.kmeans(points, valid, start, config.loss.kmeans_iterations,
-                                         tolerance=config.loss.kmeans_tolerance)
+                                         tolerance=config.loss.kmeans_tolerance,
+                                         empty_clusters=config.loss.empty_clusters)
             if step:
                 np.testing.assert_allclose(c["centroids"], expected.centroids, atol=1e-4)
             assert bool(c["initialized"])

@@ -7,11 +7,15 @@ centroid sums are a matmul over points, which XLA reduces across devices.
 
 Two distances (`metric`):
   * "euclidean" (the paper's eq. 5): assign to argmin ‖x − µ‖², update each
-    centroid to the mean of its points; an empty cluster keeps its centroid.
+    centroid to the mean of its points.
   * "cosine" (the MCN release): assign to argmax cos(x, µ), update each
-    centroid to the un-normalised mean of its points; an empty cluster
-    becomes 0 (and stays so until points are assigned to it again, which
-    cos(x, 0) = 0 still allows).
+    centroid to the un-normalised mean of its points.
+An empty cluster (`empty_clusters`) takes the point farthest from its
+centroid, as scikit-learn's Lloyd does ("farthest"; the paper is silent),
+keeps its centroid ("keep") or becomes 0 ("zero", the release's, which
+cos(x, 0) = 0 still lets points join). Warm-started refits of embeddings
+that drift keep clusters empty for good under "keep": on the lab, 61 of 64
+after 300 steps.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from vtlearn.alignment import l2_normalize
 
 Metric = Literal["euclidean", "cosine"]
 METRICS = ("euclidean", "cosine")
+EmptyClusters = Literal["farthest", "keep", "zero"]
+EMPTY_CLUSTERS = ("farthest", "keep", "zero")
 
 
 class KMeansResult(NamedTuple):
@@ -49,22 +55,46 @@ def assign(points: jax.Array, centroids: jax.Array, metric: Metric) -> jax.Array
     return jnp.argmax(pairwise_scores(points, centroids, metric), axis=-1).astype(jnp.int32)
 
 
-def lloyd_step(points: jax.Array, valid: jax.Array, centroids: jax.Array, metric: Metric
-               ) -> tuple[jax.Array, jax.Array]:
-    """One k-means iteration: assign, then update. Returns (centroids, #empty)."""
+def lloyd_step(points: jax.Array, valid: jax.Array, centroids: jax.Array, metric: Metric,
+               empty_clusters: EmptyClusters = "farthest") -> tuple[jax.Array, jax.Array]:
+    """One k-means iteration: assign, then update. Returns (centroids, #empty).
+
+    `empty_clusters` says what a cluster that received no valid point
+    becomes: "farthest" takes the valid point farthest from its own
+    centroid (the farthest one for the first empty cluster, the next for
+    the second, ...; the point leaves its cluster), as scikit-learn's Lloyd
+    does; "keep" keeps its centroid; "zero" makes it 0 (the MCN release's
+    cosine k-means). `#empty` counts the clusters that were empty before
+    any relocation.
+    """
     labels = assign(points, centroids, metric)
     k = centroids.shape[0]
+    weights = valid.astype(points.dtype)
     # Segment sums cost N·D (a one-hot matmul costs 2·N·K·D, as much as the distances).
-    counts = jax.ops.segment_sum(valid.astype(points.dtype), labels, k)  # [K]
-    sums = jax.ops.segment_sum(jnp.where(valid[:, None], points, 0.0), labels, k)  # [K, D]
+    counts = jax.ops.segment_sum(weights, labels, k)  # [K]
+    empty = counts == 0
+    if empty_clusters == "farthest":
+        distance = jnp.sum((points - centroids[labels]) ** 2, -1)
+        _, farthest = jax.lax.top_k(jnp.where(valid, distance, -jnp.inf), min(k, len(points)))
+        rank = jnp.cumsum(empty) - 1  # the j-th empty cluster takes the j-th farthest point
+        usable = empty & (rank < jnp.sum(valid))
+        moved = farthest[jnp.clip(rank, 0, farthest.shape[0] - 1)]
+        labels = labels.at[jnp.where(usable, moved, len(points))].set(
+            jnp.arange(k, dtype=labels.dtype), mode="drop")
+        counts = jax.ops.segment_sum(weights, labels, k)
+    elif empty_clusters not in ("keep", "zero"):
+        raise ValueError(f"empty_clusters must be one of {EMPTY_CLUSTERS}, got "
+                         f"{empty_clusters!r}")
+    sums = jax.ops.segment_sum(points * weights[:, None], labels, k)  # [K, D]
     mean = sums / jnp.maximum(counts, 1.0)[:, None]
-    fallback = centroids if metric == "euclidean" else jnp.zeros_like(centroids)
+    fallback = jnp.zeros_like(centroids) if empty_clusters == "zero" else centroids
     new = jnp.where((counts > 0)[:, None], mean, fallback)
-    return new, jnp.sum(counts == 0).astype(jnp.int32)
+    return new, jnp.sum(empty).astype(jnp.int32)
 
 
 def kmeans(points: jax.Array, valid: jax.Array, centroids: jax.Array, iterations: int,
-           metric: Metric = "euclidean", tolerance: float = 0.0) -> KMeansResult:
+           metric: Metric = "euclidean", tolerance: float = 0.0,
+           empty_clusters: EmptyClusters = "farthest") -> KMeansResult:
     """Lloyd steps from `centroids` (a warm start), then the final assignment.
 
     Stops after `iterations` steps, or earlier once a step moves the centroids
@@ -78,6 +108,7 @@ def kmeans(points: jax.Array, valid: jax.Array, centroids: jax.Array, iterations
       iterations: the most Lloyd steps (>= 1).
       metric: "euclidean" or "cosine".
       tolerance: total squared centroid shift that counts as converged.
+      empty_clusters: "farthest", "keep" or "zero" (`lloyd_step`).
     """
     if iterations < 1:
         raise ValueError(f"k-means needs at least 1 iteration, got {iterations}")
@@ -88,7 +119,7 @@ def kmeans(points: jax.Array, valid: jax.Array, centroids: jax.Array, iterations
 
     def body(carry):
         i, old, _, _ = carry
-        new, empty = lloyd_step(points, valid, old, metric)
+        new, empty = lloyd_step(points, valid, old, metric, empty_clusters)
         return i + 1, new, empty, jnp.sum((new - old) ** 2)
 
     start = (jnp.zeros([], jnp.int32), centroids, jnp.zeros([], jnp.int32),

@@ -89,6 +89,7 @@ PAIRS = (("text", "audio"), ("video", "text"), ("audio", "video"))
 CHOICES = dict(contrastive=("mms", "nce"), cluster=("kmeans", "sinkhorn", "none"),
                target=("centroid", "joint", "swap"), labels=("hard", "soft"),
                centroid_terms=("sum", "mean", "fused"), cluster_metric=clustering.METRICS,
+               empty_clusters=clustering.EMPTY_CLUSTERS,
                reconstruction=("paper", "release", "none"))
 
 
@@ -348,7 +349,8 @@ class Mcn(Method):
             start = jnp.where(c["initialized"], c["centroids"],
                               clustering.init_centroids(points, valid, lc.num_clusters, rng))
             result = clustering.kmeans(points, valid, start, lc.kmeans_iterations,
-                                       lc.cluster_metric, lc.kmeans_tolerance)
+                                       lc.cluster_metric, lc.kmeans_tolerance,
+                                       lc.empty_clusters)
             return {**c, "centroids": result.centroids, "initialized": jnp.ones([], bool),
                     "inertia": result.inertia, "empty": result.empty}
 
