@@ -388,6 +388,9 @@ class Mcn(Method):
 
     def similarity(self, text, video):
         """T→VA (§4.3): the mean of text·video and text·audio."""
+        if "audio" not in video:
+            raise ValueError("MCN scores text against video and audio embeddings: pass "
+                             "the dict of Model.video_outputs(clips), not embed_video's array")
         text = np.asarray(text, np.float64)
         return 0.5 * (text @ np.asarray(video["embedding"], np.float64).T
                       + text @ np.asarray(video["audio"], np.float64).T)

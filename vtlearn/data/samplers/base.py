@@ -8,6 +8,8 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from vtlearn.data import clips
+
 Spec = dict[str, tuple[tuple[int, ...], np.dtype]]
 
 
@@ -50,3 +52,21 @@ class Sampler(abc.ABC):
         """Zeros shaped like a sample (stands in for records that yield none)."""
         return {k: tf.zeros(shape, tf.as_dtype(dtype))
                 for k, (shape, dtype) in self.output_spec().items()}
+
+
+class PairsSampler(Sampler):
+    """A sampler of `num_pairs` clip-text pairs per sample, padded pairs masked.
+
+    Sample: the clip modalities with a leading n (`clips.modality_spec`),
+    text [n, L], text_mask [n].
+    """
+
+    @property
+    def clips_per_sample(self) -> int:
+        return self.cfg.num_pairs
+
+    def output_spec(self) -> Spec:
+        n = self.cfg.num_pairs
+        return clips.modality_spec(self.cfg, (n,)) | {
+            "text": ((n, self.cfg.max_words), np.dtype(np.int32)),
+            "text_mask": ((n,), np.dtype(bool))}

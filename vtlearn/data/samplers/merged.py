@@ -26,7 +26,6 @@ text_mask [n] (all True: a record that reaches the sampler has a usable caption)
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from vtlearn.data import clips
@@ -62,23 +61,13 @@ def merge_neighbours(start: tf.Tensor, end: tf.Tensor, anchors: tf.Tensor,
     return tf.while_loop(growing, grow, (anchors, anchors), maximum_iterations=num)
 
 
-class Sampler(base.Sampler):
+class Sampler(base.PairsSampler):
     """See the module docstring."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
         if cfg.num_pairs < 1:
             raise ValueError(f"data.num_pairs must be >= 1, got {cfg.num_pairs}")
-
-    @property
-    def clips_per_sample(self) -> int:
-        return self.cfg.num_pairs
-
-    def output_spec(self) -> base.Spec:
-        n = self.cfg.num_pairs
-        return clips.modality_spec(self.cfg, (n,)) | {
-            "text": ((n, self.cfg.max_words), np.dtype(np.int32)),
-            "text_mask": ((n,), np.dtype(bool))}
 
     def sample(self, ex, text_ids, usable, seed):
         cfg = self.cfg

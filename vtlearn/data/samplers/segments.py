@@ -19,7 +19,6 @@ Sample: features_2d [m, D2], features_3d [m, D3], text [m, L], text_mask [m].
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from vtlearn.data import clips
@@ -27,7 +26,7 @@ from vtlearn.data import schema as S
 from vtlearn.data.samplers import base
 
 
-class Sampler(base.Sampler):
+class Sampler(base.PairsSampler):
     """See the module docstring."""
 
     def __init__(self, cfg):
@@ -41,16 +40,6 @@ class Sampler(base.Sampler):
                 f"data.segment_seconds must be > 0 and data.candidate_segments >= "
                 f"data.num_pairs >= 1, got {cfg.segment_seconds}, {cfg.candidate_segments}, "
                 f"{cfg.num_pairs}")
-
-    @property
-    def clips_per_sample(self) -> int:
-        return self.cfg.num_pairs
-
-    def output_spec(self) -> base.Spec:
-        m = self.cfg.num_pairs
-        return clips.modality_spec(self.cfg, (m,)) | {
-            "text": ((m, self.cfg.max_words), np.dtype(np.int32)),
-            "text_mask": ((m,), np.dtype(bool))}
 
     def sample(self, ex, text_ids, usable, seed):
         cfg = self.cfg

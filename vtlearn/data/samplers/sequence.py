@@ -10,25 +10,14 @@ text [n, L], text_mask [n].
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from vtlearn.data import clips
 from vtlearn.data.samplers import base
 
 
-class Sampler(base.Sampler):
+class Sampler(base.PairsSampler):
     """See the module docstring."""
-
-    @property
-    def clips_per_sample(self) -> int:
-        return self.cfg.num_pairs
-
-    def output_spec(self) -> base.Spec:
-        n = self.cfg.num_pairs
-        return clips.modality_spec(self.cfg, (n,)) | {
-            "text": ((n, self.cfg.max_words), np.dtype(np.int32)),
-            "text_mask": ((n,), np.dtype(bool))}
 
     def sample(self, ex, text_ids, usable, seed):
         cfg = self.cfg
