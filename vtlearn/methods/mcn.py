@@ -48,8 +48,10 @@ non-finite step. Q = `queue_batches` × B × round(n · `queue_fraction`):
 the release keeps the first half of each sample's clips of 20 batches.
 Until the queue is full, refits use the part filled so far (the release
 waits until it is full); the first refit, at step 0, starts from K random
-fused embeddings of the batch (with fewer than K, some start as duplicates
-and stay empty, counted in `clusters/empty`).
+fused embeddings of the batch (with fewer than K, some start as duplicates).
+A cluster left empty takes the farthest point (`loss.empty_clusters`, see
+`vtlearn.losses.clustering`); `clusters/empty` logs how many were empty at
+the last refit's last iteration.
 
 The towers run sharded over the batch; their embeddings are then gathered
 onto every device in one all-gather, and the losses and the k-means refit
