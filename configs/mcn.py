@@ -108,9 +108,9 @@ def _small(config: ml_collections.ConfigDict, preset: str) -> None:
     config.loss.update(num_clusters=64, queue_batches=20, reconstruction_hidden=128,
                        sinkhorn_hidden=128, kmeans_iterations=50)
     config.optimizer.update(learning_rate=1e-3, warmup_steps=100)
-    config.train.update(batch_size=16, num_steps=300, log_every=50, checkpoint_every=100)
+    config.train.update(batch_size=16, num_steps=600, log_every=50, checkpoint_every=200)
     config.data.num_pairs = 8
-    config_defaults.evaluate_every(config, 300)
+    config_defaults.evaluate_every(config, 600)
     config.eval_batch_size = 64
     if preset == "tiny":
         config.model.embedding_dim = 32
