@@ -201,6 +201,9 @@ def modality_spec(cfg, lead: tuple[int, ...] = ()) -> dict[str, tuple[tuple[int,
       cfg: data config.
       lead: leading axes of the sample, e.g. (n,) for n pairs per sample.
     """
+    if cfg.audio_features not in AUDIO_FEATURES:
+        raise ValueError(f"data.audio_features must be one of {AUDIO_FEATURES}, got "
+                         f"{cfg.audio_features!r}")
     spec = {}
     if cfg.video:
         size = cfg.image_size or cfg.crop_size
