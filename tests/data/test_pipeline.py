@@ -468,3 +468,19 @@ def test_merged_sampler_gives_mcn_clips_with_log_mel_audio(tmp_path):
         # 4 s of audio cut from a span >= 6 s: every frame is real audio.
         assert batch["audio_frames"][0, clip] == 400
         assert np.all(batch["audio"][0, clip] <= 0) and np.any(batch["audio"][0, clip] < -1)
+
+
+def test_segment_units_widen_to_min_seconds_unless_told_otherwise(tmp_path):
+    v = _video("v", [1.0], [2.0], 20.0)  # features_2d: second i has value i
+    v.segments = S.Segments(np.array([3]), np.array([4.0]), np.array([6.0]))
+    records.write_tfrecord(tmp_path / "a.tfrecord", records.video_to_examples(v, 20.0))
+    Vocabulary(["w0"]).save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path, eval_files=str(tmp_path / "a.tfrecord"), video=False,
+               audio_seconds=0.0, min_caption_seconds=10.0, eval_num_clips=1)
+
+    def pooled(units):
+        (batch,) = list(pipeline.iterate_eval(cfg, 1, units))
+        return float(batch["features_2d"][0, 0, 0])
+
+    assert pooled(pipeline.Units("segment")) == np.mean(np.arange(0, 10))  # [0, 10) widened
+    assert pooled(pipeline.Units("segment", min_seconds=0.0)) == 4.5  # seconds 4 and 5
