@@ -463,6 +463,7 @@ def test_merged_sampler_gives_mcn_clips_with_log_mel_audio(tmp_path):
         assert ids == list(range(ids[0], ids[-1] + 1))  # neighbours, in order
         span = starts[ids[-1]] + 1.5 - starts[ids[0]]
         assert span >= 6.0 and (span - 2.0 < 6.0)  # long enough; one caption fewer is not
+        np.testing.assert_allclose(batch["span"][0, clip], [starts[ids[0]], starts[ids[-1]] + 1.5])
         features = batch["features_2d"][0, clip]
         np.testing.assert_allclose(features, np.full(3, 1 / np.sqrt(3)), rtol=1e-5)
         # 4 s of audio cut from a span >= 6 s: every frame is real audio.

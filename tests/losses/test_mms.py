@@ -51,3 +51,22 @@ def test_multimodal_mms_sums_the_pairs_of_eq_2():
     expected = sum(reference(np.asarray(emb[a]), np.asarray(emb[b]), 0.001, np.ones(5, bool))
                    for a, b in (("t", "a"), ("v", "t"), ("a", "v")))
     np.testing.assert_allclose(total, expected, rtol=1e-5)
+
+
+def test_bags_of_positives_give_mil_nce():
+    """With a bag P(i) per row/column: log Σ_P e^{s-δ} / (Σ_P e^{s-δ} + Σ_not P e^{s}), both ways."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    positives = np.eye(6, dtype=bool)
+    positives[0, 1] = positives[1, 0] = positives[3, 4] = True  # not symmetric everywhere
+    valid = np.array([1, 1, 1, 1, 1, 0], bool)
+    s = x.astype(np.float64) @ y.astype(np.float64).T
+    total = 0.0
+    for i in np.flatnonzero(valid):
+        row_pos = sum(np.exp(s[i, j] - 0.1) for j in range(6) if valid[j] and positives[i, j])
+        row_neg = sum(np.exp(s[i, j]) for j in range(6) if valid[j] and not positives[i, j])
+        col_pos = sum(np.exp(s[j, i] - 0.1) for j in range(6) if valid[j] and positives[j, i])
+        col_neg = sum(np.exp(s[j, i]) for j in range(6) if valid[j] and not positives[j, i])
+        total += np.log(row_pos / (row_pos + row_neg)) + np.log(col_pos / (col_pos + col_neg))
+    np.testing.assert_allclose(masked_margin_softmax(x, y, 0.1, valid, positives),
+                               -total / valid.sum(), rtol=1e-5)

@@ -43,6 +43,9 @@ def _batch(config, rng, nan=False):
             out[key] = rng.integers(1, 400, shape).astype(dtype)
         elif key == "label":
             out[key] = np.zeros(shape, dtype)
+        elif key == "span":
+            start = rng.uniform(0, 20, shape[:-1])
+            out[key] = np.stack([start, start + 10], -1).astype(dtype)
         else:
             out[key] = rng.normal(size=shape).astype(dtype)
     if nan:
@@ -52,6 +55,7 @@ def _batch(config, rng, nan=False):
 
 VARIANTS = {  # Table 5 rows, then Table 6's clustering pipelines, then the release's options
     "nce": dict(contrastive="nce", cluster="none", reconstruction="none"),
+    "milnce": dict(contrastive="milnce", cluster="none", reconstruction="none"),
     "mms": dict(cluster="none", reconstruction="none"),
     "mms+cluster": dict(reconstruction="none"),
     "mms+cluster+recon": dict(),

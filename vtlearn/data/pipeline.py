@@ -25,6 +25,7 @@ with several pairs, else absent; K = num_candidates for "clip"):
 | features_3d  | float32 | [B, (n,) D3] window pooled | cfg.features_3d > 0    |
 | text         | int32   | [B, K, L] ("clip"), [B, n, L] ("sequence"); 0 = pad |  |
 | text_mask    | bool    | [B, K] / [B, n] valid candidates / pairs |          |
+| span         | float32 | [B, n, 2] clip start, end (s) | sampler "merged" |
 | label        | int32   | [B] video category (-1 unknown) |                    |
 | index        | int64   | [B] position of the sample in this process's stream |  |
 

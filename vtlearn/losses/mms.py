@@ -11,6 +11,11 @@ and MCN's contrastive term is the sum over the modality pairs (eq. 2,
 `multimodal_mms`). With δ = 0 this is the symmetric InfoNCE loss ("NCE" in
 MCN's Table 5). Pairs whose `mask` is False (padding, samples a record could
 not fill) take no part, as positive or imposter; B counts the valid ones.
+
+`positives` generalises the diagonal to a bag of positives per row and
+column, MIL-NCE's multiple-instance form (Miech et al. 2020, eq. 1; MCN's
+"MIL-NCE*" row): each row's (column's) term becomes
+log Σ_{j∈P(i)} e^{s_ij-δ} / (Σ_{j∈P(i)} e^{s_ij-δ} + Σ_{j∉P(i)} e^{s_ij}).
 """
 
 from __future__ import annotations
@@ -24,28 +29,32 @@ _MASKED = -1e30  # finite: a fully masked row must not produce inf - inf
 
 
 def masked_margin_softmax(x: jax.Array, y: jax.Array, margin: float,
-                          mask: jax.Array | None = None) -> jax.Array:
+                          mask: jax.Array | None = None,
+                          positives: jax.Array | None = None) -> jax.Array:
     """L_xy of eq. 3: scalar, both directions summed, averaged over valid pairs.
 
     Args:
       x, y: [B, D] embeddings; row i of each is the pair's positive.
       margin: δ, subtracted from the positive logits.
       mask: bool [B], valid pairs (None: all).
+      positives: bool [B, B], the positives of row i / column j (None: the
+        diagonal; it must hold the diagonal).
     """
     b = x.shape[0]
     mask = jnp.ones([b], bool) if mask is None else mask
-    scores = x @ y.T
-    eye = jnp.eye(b, dtype=bool)
-    scores = jnp.where(eye, scores - margin, scores)
-    scores = jnp.where(mask[:, None] & mask[None, :], scores, _MASKED)
-    positive = jnp.diagonal(scores)
-    per_pair = (2 * positive - jax.nn.logsumexp(scores, axis=1)
-                - jax.nn.logsumexp(scores, axis=0))
+    positives = jnp.eye(b, dtype=bool) if positives is None else positives
+    valid = mask[:, None] & mask[None, :]
+    scores = jnp.where(positives, x @ y.T - margin, x @ y.T)
+    scores = jnp.where(valid, scores, _MASKED)
+    bag = jnp.where(positives & valid, scores, _MASKED)
+    per_pair = (jax.nn.logsumexp(bag, axis=1) - jax.nn.logsumexp(scores, axis=1)
+                + jax.nn.logsumexp(bag, axis=0) - jax.nn.logsumexp(scores, axis=0))
     return -jnp.sum(jnp.where(mask, per_pair, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
 def multimodal_mms(embeddings: Mapping[str, jax.Array], pairs: Sequence[tuple[str, str]],
-                   margin: float, mask: jax.Array | None = None
+                   margin: float, mask: jax.Array | None = None,
+                   positives: jax.Array | None = None
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Eq. 2: Σ over modality pairs of `masked_margin_softmax`.
 
@@ -55,10 +64,12 @@ def multimodal_mms(embeddings: Mapping[str, jax.Array], pairs: Sequence[tuple[st
         ("audio", "video")).
       margin: δ.
       mask: bool [B] valid clips.
+      positives: bool [B, B] bags of positives (None: the diagonal).
 
     Returns:
       (the sum, {"<x>_<y>": each pair's loss}).
     """
-    terms = {f"{a}_{b}": masked_margin_softmax(embeddings[a], embeddings[b], margin, mask)
+    terms = {f"{a}_{b}": masked_margin_softmax(embeddings[a], embeddings[b], margin, mask,
+                                               positives)
              for a, b in pairs}
     return sum(terms.values()), terms

@@ -9,8 +9,10 @@ No L2 normalisation (`model.normalize`): every loss takes raw dot products.
 
 Loss (eq. 1) = contrastive + `cluster_weight` · clustering + `reconstruction_weight`
 · reconstruction:
-  * contrastive (`loss.contrastive`): "mms" (eq. 2-3, margin δ) or "nce" (δ = 0)
-    over the pairs (t, a), (v, t), (a, v) (`vtlearn.losses.mms`).
+  * contrastive (`loss.contrastive`): "mms" (eq. 2-3, margin δ), "nce" (δ = 0)
+    or "milnce" (δ = 0, and every clip of the same sample whose span
+    overlaps is a positive too: MIL-NCE's bags, MCN's "MIL-NCE*" row) over
+    the pairs (t, a), (v, t), (a, v) (`vtlearn.losses.mms`).
   * clustering (`loss.cluster` × `loss.target`, Table 6):
       - "kmeans": online k-means (eq. 5) of the fused embeddings M = (f + g + h) / 3
         (eq. 4) of the batch and a FIFO queue of earlier batches', refit every
@@ -88,7 +90,7 @@ from vtlearn.models.gated import BagOfWordsEncoder, GatedEmbeddingUnit
 
 MODALITIES = ("video", "audio", "text")
 PAIRS = (("text", "audio"), ("video", "text"), ("audio", "video"))
-CHOICES = dict(contrastive=("mms", "nce"), cluster=("kmeans", "sinkhorn", "none"),
+CHOICES = dict(contrastive=("mms", "nce", "milnce"), cluster=("kmeans", "sinkhorn", "none"),
                target=("centroid", "joint", "swap"), labels=("hard", "soft"),
                centroid_terms=("sum", "mean", "fused"), cluster_metric=clustering.METRICS,
                empty_clusters=clustering.EMPTY_CLUSTERS,
@@ -255,6 +257,14 @@ class Mcn(Method):
         lc = self.config.loss
         clips = self._flat(batch)
         mask = clips.pop("text_mask")
+        positives = None
+        if lc.contrastive == "milnce":  # same sample, overlapping spans
+            b, n = batch["text_mask"].shape
+            sample = jnp.arange(b * n) // n
+            lo, hi = clips["span"][:, 0], clips["span"][:, 1]
+            positives = jax.lax.with_sharding_constraint(
+                (sample[:, None] == sample[None, :]) & (lo[:, None] < hi[None, :])
+                & (lo[None, :] < hi[:, None]), self.replicated) | jnp.eye(b * n, dtype=bool)
         audio, audio_pooled, state = self._audio(params, state, clips, train=True)
         text, text_pooled = self.text_model.apply({"params": params["text"]}, clips["text"],
                                                   return_pooled=True)
@@ -267,7 +277,7 @@ class Mcn(Method):
                                            batch["text_mask"].shape)
             state = {**state, "clusters": clusters}
         margin = lc.margin if lc.contrastive == "mms" else 0.0
-        total, pair_losses = multimodal_mms(emb, PAIRS, margin, mask)
+        total, pair_losses = multimodal_mms(emb, PAIRS, margin, mask, positives)
         metrics = {f"mms/{k}": v for k, v in pair_losses.items()}
         if lc.cluster != "none":
             value, cluster_metrics = self._cluster_loss(params, state, emb, mask)

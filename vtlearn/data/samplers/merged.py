@@ -21,11 +21,14 @@ batch of B samples is B chunks × n clips.
 
 Sample: features_2d [n, D2], features_3d [n, D3] (and/or video [n, T, H, W, 3]),
 audio [n, F, M] and audio_frames [n] (or audio [n, A]), text [n, L],
-text_mask [n] (all True: a record that reaches the sampler has a usable caption).
+text_mask [n] (all True: a record that reaches the sampler has a usable caption),
+span [n, 2] (each clip's start and end, seconds: MIL-NCE's bags of positives
+are the clips of a sample whose spans overlap).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from vtlearn.data import clips
@@ -64,6 +67,9 @@ def merge_neighbours(start: tf.Tensor, end: tf.Tensor, anchors: tf.Tensor,
 class Sampler(base.PairsSampler):
     """See the module docstring."""
 
+    def output_spec(self) -> base.Spec:
+        return super().output_spec() | {"span": ((self.cfg.num_pairs, 2), np.dtype(np.float32))}
+
     def __init__(self, cfg):
         super().__init__(cfg)
         if cfg.num_pairs < 1:
@@ -82,5 +88,5 @@ class Sampler(base.PairsSampler):
         text = clips.overlapping_text(text_ids, start, end, lo, hi, cfg.max_words)
         clip_start = clips.random_clip_starts(lo, hi, clips.clip_seconds(cfg), seed + 1)
         out = clips.modalities(ex, lo, hi, clip_start, seed + 2, cfg, True)
-        out.update(text=text, text_mask=tf.ones([n], bool))
+        out.update(text=text, text_mask=tf.ones([n], bool), span=tf.stack([lo, hi], -1))
         return out
