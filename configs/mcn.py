@@ -33,16 +33,17 @@ loss.reconstruction_weight=50`); 5,000 warm-up steps.
     --config.data.vocab_path=vocab.txt \
     --config.model.text.word2vec_path=GoogleNews-vectors-negative300.bin
 
-Table 5 / Table 6 rows: `--config.loss.contrastive=nce|mms`,
+Table 5 / Table 6 rows: `--config.loss.contrastive=nce|milnce|mms`,
 `--config.loss.cluster=none|kmeans|sinkhorn`, `--config.loss.target=
 centroid|joint|swap`, `--config.loss.labels=hard|soft`,
 `--config.loss.reconstruction=none|paper|release` (README: the lab table).
 
 Local preset (`:local`): the lab's features and 8-kHz audio (whose tones
 carry each action, `vtlearn.data.lab`), a ResDAVEnet 4× narrower, D = 256,
-K = 64, 16 × 8 clips per step; evaluations: retrieval T→VA (the method's
-similarity), T→V and A→V, and clustering of the test split's ground-truth
-step segments. Runs in minutes on 2 CPU cores; measured results in the README:
+K = 64, 16 × 8 clips per step, 600 steps; evaluations: retrieval T→VA (the
+method's similarity), T→V and A→V, and clustering of the test split's
+ground-truth step segments. About 5 minutes on 2 CPU cores (plus about 3 to
+generate the lab the first time); measured results in the README:
 
   python -m vtlearn.main --config=configs/mcn.py:local --workdir=/tmp/mcn
 
