@@ -334,7 +334,7 @@ def test_a_new_sampler_is_one_module(data_dir, tmp_path, monkeypatch):
 
 
 def test_unknown_sampler_names_the_key_and_the_choices(data_dir):
-    message = r"config.data.sampler='nope'.*built in: clip, segments, sequence$"
+    message = r"config.data.sampler='nope'.*built in: clip, merged, segments, sequence$"
     with pytest.raises(ValueError, match=message):
         pipeline.sample_spec(_cfg(data_dir, sampler="nope"))
 

@@ -113,7 +113,7 @@ def test_probe_on_whole_videos_with_an_svm(setup):
 
 @pytest.mark.parametrize("key, value, message", [
     ("type", "nope", r"config.evals.retrieval.type='nope' names no plug-in.*built in: "
-                     r"alignment_view, groundability, linear_probe, retrieval$"),
+                     r"alignment_view, clustering, groundability, linear_probe, retrieval$"),
     ("files", "/nowhere/*.tfrecord", r"config.evals.retrieval.files .*matches no file"),
 ])
 def test_bad_evaluator_settings_fail_when_built(setup, key, value, message):

@@ -1,9 +1,8 @@
 """Online clustering and cluster-prediction losses (MCN, Chen et al. 2021, §3.2, eq. 5-7,
 and its Table 6 ablation; SeLa, Asano et al. 2020, for the Sinkhorn labels).
 
-All functions are pure and jit-able; none loops on the host. Points of a
-k-means refit may be sharded over a mesh: the assignment is per point and the
-centroid sums are a matmul over points, which XLA reduces across devices.
+All functions are pure and jit-able; none loops on the host. (MCN runs the
+refit replicated on every device, see `vtlearn.methods.mcn`.)
 
 Two distances (`metric`):
   * "euclidean" (the paper's eq. 5): assign to argmin ‖x − µ‖², update each

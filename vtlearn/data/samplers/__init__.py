@@ -6,8 +6,9 @@ declares what that sample looks like, so the pipeline, the trainer and
 "clip" (MIL-NCE's anchor clip with K nearest captions), "sequence"
 (VT-TWINS's n consecutive clip-caption pairs), "segments" (Hessel et
 al.'s random fixed-length segments with the ASR spoken during them) and
-"merged" (MCN's captions merged with their neighbours to at least 10 s). A new sampler is a module
-defining `Sampler`, a subclass of `vtlearn.data.samplers.base.Sampler`.
+"merged" (MCN's captions merged with their neighbours to at least 10 s).
+A new sampler is a module defining `Sampler`, a subclass of
+`vtlearn.data.samplers.base.Sampler`.
 """
 
 from __future__ import annotations

@@ -67,13 +67,13 @@ def merge_neighbours(start: tf.Tensor, end: tf.Tensor, anchors: tf.Tensor,
 class Sampler(base.PairsSampler):
     """See the module docstring."""
 
-    def output_spec(self) -> base.Spec:
-        return super().output_spec() | {"span": ((self.cfg.num_pairs, 2), np.dtype(np.float32))}
-
     def __init__(self, cfg):
         super().__init__(cfg)
         if cfg.num_pairs < 1:
             raise ValueError(f"data.num_pairs must be >= 1, got {cfg.num_pairs}")
+
+    def output_spec(self) -> base.Spec:
+        return super().output_spec() | {"span": ((self.cfg.num_pairs, 2), np.dtype(np.float32))}
 
     def sample(self, ex, text_ids, usable, seed):
         cfg = self.cfg
