@@ -159,6 +159,10 @@ def test_bad_loss_settings_name_the_key(lab_dir):
     config.data.audio_features = "waveform"
     with pytest.raises(ValueError, match="audio_features='log_mel'"):
         get_method("mcn")(config, 8)
+    config = _config(lab_dir, contrastive="milnce")
+    config.data.sampler = "sequence"
+    with pytest.raises(ValueError, match="needs each clip's span"):
+        get_method("mcn")(config, 8)
 
 
 def _state(workdir, step):

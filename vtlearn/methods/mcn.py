@@ -78,6 +78,7 @@ import numpy as np
 
 from vtlearn import sharding
 from vtlearn.alignment import l2_normalize
+from vtlearn.data import pipeline
 from vtlearn.data.text import Vocabulary
 from vtlearn.losses import clustering
 from vtlearn.losses.mms import multimodal_mms
@@ -166,6 +167,10 @@ class Mcn(Method):
         if lc.cluster == "sinkhorn" and lc.target == "centroid":
             raise ValueError("Sinkhorn clustering has no centroids: use loss.target='joint' or "
                              "'swap' with loss.cluster='sinkhorn'")
+        if lc.contrastive == "milnce" and "span" not in pipeline.sample_spec(data):
+            raise ValueError("config.loss.contrastive='milnce' needs each clip's span (bags of "
+                             f"overlapping clips): data.sampler={data.sampler!r} gives none; use "
+                             "data.sampler='merged'")
         for key in ("num_clusters", "refit_every", "kmeans_iterations", "queue_batches"):
             if lc[key] < (0 if key == "queue_batches" else 1):
                 raise ValueError(f"config.loss.{key} must be positive, got {lc[key]}")
