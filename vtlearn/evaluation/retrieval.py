@@ -23,6 +23,7 @@ are the captions' text embeddings ("text") or an output of the method's
 `embed_video` for the same windows (e.g. "audio"); with `outputs` set, an
 item's score is the mean of the query's dot products with those outputs
 (("embedding", "audio") is T→VA), else the method's `similarity` decides.
+Metric names keep "t2v" for query → item and "v2t" for item → query.
 """
 
 from __future__ import annotations
