@@ -39,11 +39,12 @@ centroid|joint|swap`, `--config.loss.labels=hard|soft`,
 `--config.loss.reconstruction=none|paper|release` (README: the lab table).
 
 Local preset (`:local`): the lab's features and 8-kHz audio (whose tones
-carry each action, `vtlearn.data.lab`), a ResDAVEnet 4× narrower, D = 256,
-K = 64, 16 × 8 clips per step, 600 steps; evaluations: retrieval T→VA (the
-method's similarity), T→V and A→V, and clustering of the test split's
-ground-truth step segments. About 5 minutes on 2 CPU cores (plus about 3 to
-generate the lab the first time); measured results in the README:
+carry each action, `vtlearn.data.lab`), a ResDAVEnet of widths 16/32/32/64,
+D = 256, K = 64, 16 × 8 clips per step, 600 steps; evaluations: retrieval
+T→VA (the method's similarity), T→V and A→V, and clustering of the test
+split's ground-truth step segments. About 4 minutes on 2 CPU cores (plus
+about 3 to generate the lab the first time). On the lab, clustering does not
+beat MMS alone (README: Table 5 over seeds and why):
 
   python -m vtlearn.main --config=configs/mcn.py:local --workdir=/tmp/mcn
 
