@@ -74,9 +74,3 @@ def test_random_batch_follows_the_sample_spec(bench):
     assert batch["text"].min() >= 1 and batch["text"].max() < 11
     assert batch["text_mask"].all()
     assert (batch["audio_frames"] == spec["audio"][0][1]).all()
-
-
-def test_refit_share_formula(bench):
-    """A refit step twice a plain step, every 20 steps: 1 extra in 21 plain-step units."""
-    assert bench.refit_share(refit=2.0, plain=1.0, refit_every=20) == pytest.approx(1 / 21)
-    assert bench.refit_share(refit=1.0, plain=1.0, refit_every=20) == 0.0
