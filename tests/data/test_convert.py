@@ -550,3 +550,22 @@ def test_cli_rejects_malformed_feature_keys(tmp_path, capsys):
                       "resnet", "--out_prefix", str(tmp_path / "x"),
                       "--num_shards", "1"])
     assert "stream=key pairs" in capsys.readouterr().err
+
+
+def test_a_directory_without_inputs_fails_naming_it_and_what_it_holds(tmp_path):
+    """npz features without --feature_keys used to convert "0 of 0 videos" and exit 0."""
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    np.savez(feats / "v1.npz", resnet=np.zeros((4, 3), np.float32),
+             resnext=np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"feats: no \.npy file \(it holds \.npz\); .*"
+                                         r"--feature_keys .*v1\.npz holds: resnet, resnext"):
+        convert.main(["features", "--features_dir", str(feats), "--out_prefix",
+                      str(tmp_path / "out"), "--num_shards", "1"])
+    assert not list(tmp_path.glob("out*"))  # no empty shards written
+    empty = tmp_path / "videos"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("")
+    with pytest.raises(ValueError, match=r"videos: no \.mp4/.* file under it \(it holds \.txt\)"):
+        convert.main(["videos", "--video_dir", str(empty), "--out_prefix",
+                      str(tmp_path / "out"), "--num_shards", "1"])

@@ -724,22 +724,36 @@ def _format_summary(summary: dict, path: str, examples: int = 5) -> str:
 
 
 def find_files(directory: str | Path, extensions: Sequence[str],
-               recursive: bool = False) -> dict[str, str]:
+               recursive: bool = False, required: bool = False) -> dict[str, str]:
     """Maps file stem (video id) -> path for files with the given extensions.
 
     Raises:
-        ValueError: two files share a stem.
+        ValueError: two files share a stem; or `required` and none was found
+            (the message names the directory and what it holds instead).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory}: not a directory")
     found = {}
-    for path in sorted(directory.rglob("*") if recursive else directory.iterdir()):
+    paths = sorted(directory.rglob("*") if recursive else directory.iterdir())
+    for path in paths:
         if path.suffix.lower() in extensions and path.is_file():
             if path.stem in found:
                 raise ValueError(f"two inputs for video {path.stem!r}: "
                                  f"{found[path.stem]} and {path}")
             found[path.stem] = str(path)
+    if required and not found:
+        held = sorted({p.suffix.lower() or p.name for p in paths if p.is_file()})
+        hint = ""
+        if ".npy" in extensions and ".npz" in held:
+            npz = next(p for p in paths if p.suffix.lower() == ".npz")
+            with np.load(npz) as arrays:
+                names = ", ".join(arrays.files)
+            hint = (f"; for .npz files name the arrays to convert with --feature_keys "
+                    f"2d=NAME[,3d=NAME] ({npz.name} holds: {names})")
+        raise ValueError(f"{directory}: no {'/'.join(extensions)} file"
+                         f"{' under it' if recursive else ''} (it holds "
+                         f"{', '.join(held) or 'no files'}){hint}")
     return found
 
 
@@ -785,7 +799,7 @@ def convert_videos(video_dir: str | Path, out_prefix: str | Path, num_shards: in
     Returns:
         The summary.
     """
-    files = find_files(video_dir, VIDEO_EXTENSIONS, recursive=True)
+    files = find_files(video_dir, VIDEO_EXTENSIONS, recursive=True, required=True)
     sources, missing = make_sources({v: {"video": p} for v, p in files.items()},
                                     captions, segments)
     return convert(sources, loader, out_prefix, num_shards, missing=missing,
@@ -842,7 +856,7 @@ def convert_features(features_dir: str | Path | None, out_prefix: str | Path,
         raise ValueError("give features_dir and/or features_3d_dir")
     if waveform_dir is not None and waveform_rate <= 0:
         raise ValueError("waveform_dir needs a positive waveform_rate")
-    found = {s: find_files(d, (ext,)) for s, (d, ext) in dirs.items()}
+    found = {s: find_files(d, (ext,), required=True) for s, (d, ext) in dirs.items()}
     if waveform_dir is not None:
         found["waveform"] = find_files(waveform_dir, (".npy",))
     ids = set().union(*(found[s] for s in dirs))
