@@ -569,3 +569,32 @@ def test_a_directory_without_inputs_fails_naming_it_and_what_it_holds(tmp_path):
     with pytest.raises(ValueError, match=r"videos: no \.mp4/.* file under it \(it holds \.txt\)"):
         convert.main(["videos", "--video_dir", str(empty), "--out_prefix",
                       str(tmp_path / "out"), "--num_shards", "1"])
+
+
+def test_vocab_command_counts_each_videos_captions_once(tmp_path):
+    """Chunks repeat their video's captions; the vocabulary counts a video once."""
+    (tmp_path / "f").mkdir()
+    captions = {"a": ["Cut the onion", "cut it again"], "b": ["Fry the onion"],
+                "c": ["the end"]}
+    for video_id in captions:
+        np.save(tmp_path / "f" / f"{video_id}.npy", np.ones((6, 2), np.float32))
+    summary = convert.convert_features(
+        tmp_path / "f", tmp_path / "rec", 2, captions={
+            v: schema.Captions([f"{t}" for t in texts], [0.0] * len(texts),
+                               [1.0] * len(texts)) for v, texts in captions.items()},
+        chunk_seconds=2.0)
+    assert summary["counts"]["records"] == 9  # 3 chunks per video
+    out = tmp_path / "vocab.txt"
+    result = convert.main(["vocab", "--records", f"{tmp_path}/rec-*.tfrecord",
+                           "--out", str(out), "--min_count", "2"])
+    # counts: the 3, onion 2, cut 2; every other word once
+    assert out.read_text().split() == ["the", "cut", "onion"]
+    assert result == {"out": str(out), "words": 3, "videos": 3, "captions": 4}
+    convert.main(["vocab", "--records", f"{tmp_path}/rec-00000-of-00002.tfrecord,"
+                  f"{tmp_path}/rec-00001-of-00002.tfrecord", "--out", str(out),
+                  "--max_size", "4"])
+    assert out.read_text().split() == ["the", "cut", "onion", "again"]  # ties: a-z
+    np.save(tmp_path / "f" / "d.npy", np.ones((2, 2), np.float32))
+    convert.convert_features(tmp_path / "f", tmp_path / "bare", 1)
+    with pytest.raises(ValueError, match="hold no captions"):
+        convert.build_vocabulary(f"{tmp_path}/bare-*.tfrecord", out)

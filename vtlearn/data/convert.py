@@ -10,6 +10,9 @@ Three converters share one sharding / resume / summary machinery (`convert`):
 * `youtube8m`: YouTube-8M frame-level feature records + ASR captions
   (Hessel et al.; `vtlearn.data.youtube8m`).
 
+and `vocab` writes the vocabulary of converted records' captions
+(`build_vocabulary`), which training reads as `data.vocab_path`.
+
 Converting HowTo100M (captions: the released `raw_caption.json`, which takes
 a few GB of memory in the main process, or the per-video caption CSVs
 unzipped into a directory; feature paths and array names are examples)::
@@ -129,6 +132,8 @@ from tqdm import tqdm
 from vtlearn.data import captions as captions_lib
 from vtlearn.data import records
 from vtlearn.data import schema
+from vtlearn.data.inspect import video_captions
+from vtlearn.data.text import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -871,6 +876,33 @@ def convert_features(features_dir: str | Path | None, out_prefix: str | Path,
                    **kwargs)
 
 
+def build_vocabulary(records: str, out: str | Path, min_count: int = 1,
+                     max_size: int | None = None) -> dict:
+    """Writes the vocabulary of the captions in `records` (comma-separated globs).
+
+    Words are ranked by count over every video's captions (each video once),
+    most frequent first; `min_count` and `max_size` cut the tail. Build it
+    from the training split only, and train with
+    `--config.data.vocab_path=OUT`.
+
+    Returns:
+        {"out", "words", "videos", "captions"}.
+    """
+    captions = {}
+    for pattern in records.split(","):
+        captions |= video_captions(pattern)
+    texts = [t for per_video in captions.values() for t in per_video]
+    if not texts:
+        raise ValueError(f"records {records!r} hold no captions: convert them with "
+                         "--captions to build a vocabulary")
+    vocabulary = Vocabulary.build(texts, min_count, max_size)
+    vocabulary.save(out)
+    summary = {"out": str(out), "words": len(vocabulary.words), "videos": len(captions),
+               "captions": len(texts)}
+    print(json.dumps(summary))
+    return summary
+
+
 # Command line ------------------------------------------------------------------
 
 
@@ -915,6 +947,15 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("--waveform_dir", default=None,
                           help="<id>.npy mono waveforms")
     features.add_argument("--waveform_rate", type=float, default=16000.0)
+    vocab = commands.add_parser(
+        "vocab", help="the vocabulary of converted records' captions (data.vocab_path)")
+    vocab.add_argument("--records", required=True,
+                       help="glob(s) of the training records, comma-separated")
+    vocab.add_argument("--out", required=True, help="vocabulary file to write")
+    vocab.add_argument("--min_count", type=int, default=1,
+                       help="keep words seen at least this often")
+    vocab.add_argument("--max_size", type=int, default=None,
+                       help="keep at most this many words, most frequent first")
     yt8m = commands.add_parser("youtube8m",
                                help="YouTube-8M frame-level records + ASR captions")
     yt8m.add_argument("--records", required=True, help="glob(s) of the record files")
@@ -939,6 +980,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the command line; returns the summary."""
     args = _parser().parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(message)s")
+    if args.command == "vocab":
+        return build_vocabulary(args.records, args.out, args.min_count, args.max_size)
     common = dict(
         captions=captions_lib.read_captions(args.captions) if args.captions else None,
         segments=(captions_lib.read_segments_csv(args.segments) if args.segments

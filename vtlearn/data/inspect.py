@@ -181,6 +181,19 @@ def record_stats(pattern: str, vocab_path: str | None = None) -> dict[str, Any]:
     return stats
 
 
+def video_captions(pattern: str) -> dict[str, list[str]]:
+    """{video id: its caption texts} of the records matching `pattern` (every
+    chunk of a video repeats its captions; each video is counted once)."""
+    captions: dict[str, list[str]] = {}
+    for path in match_files(pattern):
+        for example in iter_records(path):
+            video_id = _one(example, S.VIDEO_ID).decode("utf-8", "replace")
+            if video_id not in captions:
+                captions[video_id] = [t.decode("utf-8", "replace")
+                                      for t in _values(example, S.CAPTION)]
+    return captions
+
+
 def _frame_size(example: tf.train.SequenceExample,
                 first: tf.train.Feature) -> tuple[int, int]:
     """(H, W) from the context, else by decoding the first frame."""
