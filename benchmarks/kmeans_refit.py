@@ -56,9 +56,9 @@ drawn from [1, vocab)): step 0 (compilation and the first refit, from
 random points of the batch alone), then `--cycles` × refit_every steps,
 each timed; the steps with step % refit_every == 0 refit (inside a
 `lax.cond`), the others do not. The queue, pushed every step, is full by
-step 20, the first timed refit. The refit runs replicated: with N devices
-each computes the same Lloyd iterations, so on a 2-core machine with 8
-virtual devices it costs about 8 single refits. Printed: ms per refit step
+step 20, the first timed refit. The refit's points are split over the
+devices (each assigns its share; the centroid sums are reduced across them
+in every iteration), as in training. Printed: ms per refit step
 and per plain step (medians), and the amortised share of training time
 spent refitting,
 
@@ -381,7 +381,7 @@ def train_step_share(args) -> None:
           f"{config.data.num_pairs} clips, D = {config.model.embedding_dim}, "
           f"K = {lc.num_clusters}, refit every {lc.refit_every} steps over {queue_rows:,} queued"
           f" + {clips} batch clips, up to {lc.kmeans_iterations} iterations, tolerance "
-          f"{lc.kmeans_tolerance:g}; {mesh.size} device(s), the refit replicated on each")
+          f"{lc.kmeans_tolerance:g}; {mesh.size} device(s), the refit's points split over them")
 
     spec = pipeline.sample_spec(config.data)
     vocab_size = len(Vocabulary.load(config.data.vocab_path))

@@ -124,6 +124,24 @@ def test_kmeans_state_refits_every_r_steps_and_the_queue_is_fifo(lab_dir):
     np.testing.assert_allclose(np.asarray(c["queue"])[: len(oldest)], oldest, atol=1e-5)
 
 
+def test_the_refit_splits_its_points_over_the_mesh(lab_dir):
+    """Each device's Lloyd iterations see N/8 points; centroid sums are all-reduced."""
+    config = _config(lab_dir, num_clusters=5, queue_batches=2, refit_every=1)
+    trainer = train.Trainer(config, sharding.make_mesh())
+    batch = sharding.global_batch(_batch(config, np.random.default_rng(3)), trainer.mesh)
+    hlo = jax.jit(trainer._step).lower(trainer.init_state(), batch).compile().as_text()
+    b, n = batch["text_mask"].shape
+    points = trainer.method.queue_rows[1] + b * n
+    d, devices = config.model.embedding_dim, jax.device_count()
+    assert points % devices == 0 and points // devices not in (points, 5)
+    loops = [c for c in hlo.split("\n\n") if c.lstrip("%").split(" ")[0].startswith("wide")
+             or "_spmd" in c.split("\n")[0]]
+    lloyd = [c for c in loops if f"f32[{points // devices},{d}]" in c.split("\n")[0]
+             and "all-reduce" in c]
+    assert lloyd, "no loop over this device's share of the points with an all-reduce"
+    assert not any(f"f32[{points},{d}]" in c.split("\n")[0] for c in lloyd)
+
+
 def _embeddings(method, params, batch):
     """[3, B·n, D]: video, audio, text embeddings as in training (BN batch statistics)."""
     clips = method._flat(batch)

@@ -1,8 +1,10 @@
 """Online clustering and cluster-prediction losses (MCN, Chen et al. 2021, §3.2, eq. 5-7,
 and its Table 6 ablation; SeLa, Asano et al. 2020, for the Sinkhorn labels).
 
-All functions are pure and jit-able; none loops on the host. (MCN runs the
-refit replicated on every device, see `vtlearn.methods.mcn`.)
+All functions are pure and jit-able; none loops on the host. Under `jax.jit`
+with `points` sharded over a mesh, the partitioner splits the distances and
+segment sums over the devices and reduces the centroid sums across them
+(MCN's refit, `vtlearn.methods.mcn`).
 
 Two distances (`metric`):
   * "euclidean" (the paper's eq. 5): assign to argmin ‖x − µ‖², update each

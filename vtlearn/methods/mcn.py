@@ -56,14 +56,13 @@ A cluster left empty takes the farthest point (`loss.empty_clusters`, see
 the last refit's last iteration.
 
 The towers run sharded over the batch; their embeddings are then gathered
-onto every device in one all-gather, and the losses and the k-means refit
-(inside the jitted step, on the devices) run replicated, each device
-computing the same Lloyd iterations. Splitting the refit's points over the
-mesh with the centroid sums reduced across it put collectives inside the
-conditional refit and its loop, next to independent ones, and deadlocked
-XLA:CPU (8 virtual devices on 2 cores) in about one run in four, so it is
-not done; `benchmarks/kmeans_refit.py` measures what the replicated refit
-costs.
+onto every device in one all-gather, and the losses run replicated. The
+k-means refit runs inside the jitted step, on the devices: its points
+(queue + batch) are split over the mesh, each device assigns its share, and
+the centroid sums (and the farthest-point search for empty clusters) are
+reduced across devices in each Lloyd iteration; the centroids and the queue
+stay replicated. `benchmarks/kmeans_refit.py` measures a refit and its share
+of a train step.
 
 Retrieval (`similarity`, §4.3): text against the mean of the video and audio
 similarities ("T→VA"); the retrieval evaluator's `outputs` picks others.
@@ -193,7 +192,8 @@ class Mcn(Method):
         heads = lc.cluster == "sinkhorn" or (lc.cluster == "kmeans" and lc.target != "centroid")
         self.cluster_head = (ClusterHead(lc.num_clusters, lc.sinkhorn_hidden if
                                          lc.cluster == "sinkhorn" else 0) if heads else None)
-        self.replicated = sharding.replicated(sharding.make_mesh())
+        mesh = sharding.make_mesh()
+        self.replicated, self.split = sharding.replicated(mesh), sharding.batch_sharding(mesh)
         n_keep = max(1, round(data.num_pairs * lc.queue_fraction))
         self.queue_rows = (n_keep, lc.queue_batches * config.train.batch_size * n_keep)
 
@@ -297,10 +297,9 @@ class Mcn(Method):
     def _gathered(self, emb: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """The embeddings on every device, in one all-gather.
 
-        Everything after it (the losses' B·n × B·n products, the k-means refit)
-        then needs no collective: several independent ones in flight at once
-        starve XLA:CPU's thread pool on small machines (8 virtual devices, 2
-        cores) and deadlock, and the refit's conditional must hold none.
+        The losses' B·n × B·n products then need no collective: several
+        independent ones in flight at once starve XLA:CPU's thread pool on
+        small machines (8 virtual devices, 2 cores) and deadlock.
         """
         stacked = jax.lax.with_sharding_constraint(jnp.stack(list(emb.values())),
                                                    self.replicated)
@@ -365,7 +364,11 @@ class Mcn(Method):
         def refit(c):
             start = jnp.where(c["initialized"], c["centroids"],
                               clustering.init_centroids(points, valid, lc.num_clusters, rng))
-            result = clustering.kmeans(points, valid, start, lc.kmeans_iterations,
+            # Points split over the mesh: each device assigns its share, and the
+            # partitioner reduces the centroid sums across devices.
+            result = clustering.kmeans(jax.lax.with_sharding_constraint(points, self.split),
+                                       jax.lax.with_sharding_constraint(valid, self.split),
+                                       start, lc.kmeans_iterations,
                                        lc.cluster_metric, lc.kmeans_tolerance,
                                        lc.empty_clusters)
             return {**c, "centroids": result.centroids, "initialized": jnp.ones([], bool),
