@@ -26,11 +26,6 @@ from vtlearn import optim
 from vtlearn.data import pipeline
 from vtlearn.evaluation.base import section
 
-# Lab settings a config may override (the rest keep the preset's values).
-LAB_KEYS = dict(misaligned_fraction=0.0, misalign_seconds=0.0, chatter_prob=0.0,
-                unnarrated_prob=0.0, asr_noise=0.0, step_seconds=(0.0, 0.0), feature_noise=0.0,
-                seed=0)
-
 
 def base_config(name: str, method: str) -> ml_collections.ConfigDict:
     """Shared defaults; callers fill `model`/`loss` and adjust the rest."""
@@ -61,19 +56,18 @@ def evaluate_every(config: ml_collections.ConfigDict, steps: int) -> None:
 def use_lab(config: ml_collections.ConfigDict, preset: str, **lab_overrides) -> None:
     """Points `config.data` at a synthetic-lab preset with optional overrides.
 
-    Every key of `LAB_KEYS` (and of `lab_overrides`, any `LabConfig` field)
-    gets a placeholder so `--config.lab.KEY=...` overrides work on a locked
-    config; unset ones fall back to the preset.
+    `config.lab` holds every `LabConfig` field, the preset's value or the
+    override, so `--config.lab.KEY=...` sets any of them on a locked config.
     """
+    import dataclasses
+
     from vtlearn.data import lab
 
     config.data.lab = preset
-    defaults = lab.lab_config(preset)
-    config.lab = ml_collections.ConfigDict(
-        {k: lab_overrides.get(k, getattr(defaults, k)) for k in (*LAB_KEYS, *lab_overrides)})
+    settings = dataclasses.replace(lab.lab_config(preset), **lab_overrides)
+    config.lab = ml_collections.ConfigDict(dataclasses.asdict(settings))
     config.data.features_2d = 0
     config.data.features_3d = 0
-    config.data.eval_text_key = "caption/clean_string"
     # Lab narrations name directions ("moves left") and show digits: a mirrored
     # clip would contradict its own captions.
     config.data.flip = False

@@ -212,7 +212,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains `config.method` and evaluates it; resumes from `workdir` if possible.
 
     Before the first step the whole config is checked: the train section,
-    every evaluator's settings and files, and, when resuming, the config
+    the settings and files of every evaluator that runs during training
+    (`every` > 0), and, when resuming, the config
     saved in `workdir` (`vtlearn.run_config`).
 
     Returns:
@@ -222,7 +223,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     validate(config)
     mesh = sharding.make_mesh()
     trainer = Trainer(config, mesh)
-    evaluators = build_evaluators(trainer.method, mesh, config, workdir)
+    # Those that run during training (every > 0); `python -m vtlearn.evaluate` builds any.
+    evaluators = build_evaluators(trainer.method, mesh, config, workdir,
+                                  [n for n, s in config.evals.items() if s.every > 0])
     tc = config.train
     process_batch = tc.batch_size // jax.process_count()
     skips = pipeline.SkipCounter()

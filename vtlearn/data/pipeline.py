@@ -96,7 +96,7 @@ def default_config() -> ml_collections.ConfigDict:
         features_2d=0,           # D2 (0: no features)
         features_3d=0,           # D3
         feature_pooling="mean",  # over a window's feature steps: "mean" | "l2_max" | "max_l2"
-        eval_text_key=S.CAPTION,  # or caption/clean_string (synthetic lab)
+        eval_text_key="",        # "": caption/string; on the lab caption/clean_string
         eval_num_clips=4,        # C
         probe_files="",          # records whose segments train linear probes
         lab="",                  # synthetic-lab preset ("tiny", "local"); fills files
@@ -302,10 +302,10 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
         seg_start, seg_end = ex[S.SEGMENT_START], ex[S.SEGMENT_END]
         if units.kind == "caption":
             start, end = ex[S.CAPTION_START], ex[S.CAPTION_END]
-            texts = ex[cfg.eval_text_key]
+            text_key = cfg.eval_text_key or S.CAPTION
+            texts = ex[text_key]
             tf.debugging.assert_equal(tf.size(texts), tf.size(start), message=(
-                f"records lack data.eval_text_key={cfg.eval_text_key!r} for "
-                "every caption"))
+                f"records lack data.eval_text_key={text_key!r} for every caption"))
             label = tf.fill(tf.shape(start), tf.cast(ex[S.CATEGORY], tf.int32))
             step = tf.cast(ex[S.CAPTION_STEP], tf.int32)
             step = tf.cond(tf.size(step) > 0, lambda: step,

@@ -86,6 +86,12 @@ class Evaluator(abc.ABC):
     def files(self, key: str, default_key: str) -> str:
         """`settings[key]`, or `config.data[default_key]` when empty; checked to match."""
         pattern = self.settings[key] or self.config.data[default_key]
+        if not pattern:
+            raise ValueError(
+                f"evaluator {self.name!r} reads config.data.{default_key} (or its own "
+                f"config.evals.{self.name}.{key}), and both are empty: set one, or leave "
+                f"it out (training: --config.evals.{self.name}.every=0; vtlearn.evaluate: "
+                "--evals=<the others>)")
         try:
             pipeline.list_files(pattern, jax.process_index(), jax.process_count())
         except ValueError as e:
