@@ -90,8 +90,11 @@ def test_nonfinite_stops_and_keeps_last_good_checkpoint(lab_dir, tmp_path, monke
             yield dict(batch, features_2d=np.full_like(batch["features_2d"], np.nan))
 
     monkeypatch.setattr(train.pipeline, "iterate_train", poisoned)
-    with pytest.raises(train.NonFiniteError, match="NaN/Inf"):
+    with pytest.raises(train.NonFiniteError,
+                       match="NaN/Inf .*the checkpoint of step 2 is the last good state"):
         train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(tmp_path))
+    with pytest.raises(train.NonFiniteError, match="no checkpoint was saved yet"):
+        train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(tmp_path / "new"))
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [2]
     jax.tree.map(np.testing.assert_array_equal, good, _params(tmp_path, 2))

@@ -95,6 +95,44 @@ def _quiet_orbax_info_logs():
     logging.get_absl_handler().addFilter(_Filter())
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, except that an unknown `--config.KEY` names the key
+    and the keys its section has (config_flags raises a bare `KeyError`)."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError):
+        unknown = unknown_config_keys(argv)
+        if not unknown:
+            raise
+        sys.exit("\n".join(unknown))
+
+
+def unknown_config_keys(argv: list[str]) -> list[str]:
+    """One line per `--config.a.b=value` of `argv` whose key the config lacks."""
+    from ml_collections import ConfigDict
+
+    from vtlearn.config_defaults import load_config
+
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None:
+        return []
+    config, lines = load_config(spec), []
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        path = arg[len("--config."):].split("=", 1)[0].split(".")
+        node = config
+        for depth, part in enumerate(path):
+            if not isinstance(node, ConfigDict) or part not in node:
+                section = ".".join(["config", *path[:depth]])
+                keys = ", ".join(sorted(node)) if isinstance(node, ConfigDict) else "none"
+                lines.append(f"unknown config key --config.{'.'.join(path)}: {section} has "
+                             f"no key {part!r} (its keys: {keys})")
+                break
+            node = node[part]
+    return lines
+
+
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

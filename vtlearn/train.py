@@ -275,9 +275,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if step % tc.log_every == 0 or last or preempted:
                 _log_train(writer, step, pending, progress, skips)
                 pending = []
-                _check_finite(state, step)
+                _check_finite(state, step, ckpt.latest_step)
             if ckpt.should_save(step) or last or preempted:
-                _check_finite(state, step)
+                _check_finite(state, step, ckpt.latest_step)
                 ckpt.save(step, state, _all_positions(position))
             if preempted:
                 logging.warning("Stopping at step %d after preemption; rerun to resume.", step)
@@ -301,12 +301,15 @@ def _log_train(writer, step, pending, progress, skips):
     logging.info("train at step %d: %s", step, _fmt(means))
 
 
-def _check_finite(state: TrainState, step: int) -> None:
+def _check_finite(state: TrainState, step: int, last_saved: int | None) -> None:
     bad = int(state.num_nonfinite)
     if bad:
+        kept = ("no checkpoint was saved yet, so a rerun starts from scratch"
+                if last_saved is None else
+                f"the checkpoint of step {last_saved} is the last good state")
         raise NonFiniteError(
             f"Loss or gradient became NaN/Inf ({bad} step(s) up to step {step}); "
-            "stopping without saving, the last checkpoint is the last good state.")
+            f"stopping without saving: {kept}.")
 
 
 def _all_positions(position: int) -> list[int]:
