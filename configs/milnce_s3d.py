@@ -41,6 +41,8 @@ Table 2 ablations are overrides:
   (c) candidates: --config.data.num_candidates=1|3|5|9|17|33
   (d) MIL:        --config.loss.kind=max_nce|attn_nce|cat_nce
   (e) sides:      --config.loss.negatives='xy'|'y|x'|'x|y'
+The release's loss (each positive twice in the softmax denominator, its
+loss.py): --config.loss.denominator_positives=2.
 Per-device negatives: --config.loss.negative_scope=device; per-device BN
 statistics: --config.model.video.bn_per_device=True; the paper's raw dot
 products in the local preset: --config.loss.temperature=0.
@@ -64,7 +66,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     ))
     config.loss = ml_collections.ConfigDict(dict(
         kind="milnce", negatives="xy", num_negatives=0, margin=0.1,
-        negative_scope="global", temperature=0.0))
+        negative_scope="global", temperature=0.0, denominator_positives=1))
     config.data.update(num_frames=32, fps=10.0, crop_size=200, eval_crop_size=224,
                        num_candidates=5, max_words=16, sampler="clip")
     if arg in ("local", "tiny"):

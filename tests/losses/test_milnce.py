@@ -377,3 +377,32 @@ def test_invalid_arguments_raise(kwargs):
     video, text, text_mask, _, _ = _data(seed=13)
     with pytest.raises(ValueError):
         milnce.milnce_family_loss(video, text, text_mask, **kwargs)
+
+
+def _release_loss(video, text):
+    """The MIL-NCE release's loss.py, in NumPy: x = v t^T viewed [B, B, K];
+    numerator logsumexp over K of x[i, i, :]; denominator logsumexp over
+    cat(x, x.permute(1, 0, 2)) along dim 1, i.e. x[i, :, :] and x[:, i, :]."""
+    batch, num_texts, _ = text.shape
+    x = np.einsum("id,jkd->ijk", video.astype(np.float64), text.astype(np.float64))
+    out = []
+    for i in range(batch):
+        numerator = _lse(x[i, i, :])
+        denominator = _lse(np.concatenate([x[i].reshape(-1), x[:, i].reshape(-1)]))
+        out.append(denominator - numerator)
+    return np.array(out)
+
+
+def test_denominator_positives_2_is_the_release_loss():
+    rng = np.random.default_rng(7)
+    video = rng.normal(size=(5, 8)).astype(np.float32)
+    text = rng.normal(size=(5, 3, 8)).astype(np.float32)
+    mask = np.ones((5, 3), bool)
+    _, release = milnce.milnce_family_loss(video, text, mask, denominator_positives=2)
+    np.testing.assert_allclose(release, _release_loss(video, text), rtol=1e-5)
+    _, paper = milnce.milnce_family_loss(video, text, mask)
+    assert np.all(np.asarray(release) > np.asarray(paper))  # the extra positive mass
+    with pytest.raises(ValueError, match="denominator_positives must be 1"):
+        milnce.milnce_family_loss(video, text, mask, denominator_positives=3)
+    with pytest.raises(ValueError, match="NCE kinds"):
+        milnce.milnce_family_loss(video, text, mask, kind="ranking", denominator_positives=2)

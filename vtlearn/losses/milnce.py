@@ -191,28 +191,39 @@ def _negatives(scores: PairScores) -> tuple[jax.Array, jax.Array]:
     )
 
 
-def _nce_of_positive(log_positive: jax.Array, scores: PairScores) -> jax.Array:
-    """`-log(e^z / (e^z + sum_{N_i} e^s))` for a positive log-score `z` [B]."""
+def _nce_of_positive(log_positive: jax.Array, scores: PairScores,
+                     denominator_positives: int = 1) -> jax.Array:
+    """`-log(e^z / (c·e^z + sum_{N_i} e^s))` for a positive log-score `z` [B],
+    `c` = `denominator_positives`."""
     negative, negative_mask = _negatives(scores)
-    logits = jnp.concatenate([log_positive[:, None], negative], axis=-1)
+    logits = jnp.concatenate([log_positive[:, None] + jnp.log(float(denominator_positives)),
+                              negative], axis=-1)
     where = jnp.concatenate([jnp.ones_like(log_positive, bool)[:, None], negative_mask], axis=-1)
     return jax.nn.logsumexp(logits, axis=-1, where=where) - log_positive
 
 
-def mil_nce(scores: PairScores) -> jax.Array:
+def mil_nce(scores: PairScores, denominator_positives: int = 1) -> jax.Array:
     """Negative MIL-NCE objective, eq. 1 (eq. 4, NCE, when `|P_i| = 1`).
 
-    `-log( sum_{P_i} e^s / (sum_{P_i} e^s + sum_{N_i} e^s) )`.
+    `-log( sum_{P_i} e^s / (c · sum_{P_i} e^s + sum_{N_i} e^s) )` with c = 1
+    (eq. 1). c = 2 is the authors' release (`loss.py`: the denominator's
+    logsumexp runs over `cat(x, x.permute(1, 0, 2))`, the scores and their
+    transpose, so each positive pair appears twice); with "xy" negatives
+    and every candidate valid it equals the release's loss.
 
     Args:
         scores: pair scores from `pair_scores`.
+        denominator_positives: c, 1 or 2.
 
     Returns:
         [B] per-sample losses.
     """
+    if denominator_positives not in (1, 2):
+        raise ValueError(f"denominator_positives must be 1 (eq. 1) or 2 (the release), got "
+                         f"{denominator_positives}")
     return _nce_of_positive(
-        jax.nn.logsumexp(scores.positive, axis=-1, where=scores.positive_mask), scores
-    )
+        jax.nn.logsumexp(scores.positive, axis=-1, where=scores.positive_mask), scores,
+        denominator_positives)
 
 
 def max_nce(scores: PairScores) -> jax.Array:
@@ -315,6 +326,7 @@ def milnce_family_loss(
     margin: float = 0.1,
     attention_logits: jax.Array | None = None,
     video_mask: jax.Array | None = None,
+    denominator_positives: int = 1,
 ) -> tuple[jax.Array, jax.Array]:
     """One entry point for the losses compared in Table 2 of MIL-NCE.
 
@@ -342,6 +354,9 @@ def milnce_family_loss(
         margin: margin of "ranking".
         attention_logits: [B, K] or [B, Kv, K]; required iff kind is "attn_nce".
         video_mask: [B, Kv] bool valid clips; None means all valid.
+        denominator_positives: how often the positives enter the softmax
+            denominator of "milnce"/"nce"/"cat_nce": 1 (eq. 1) or 2 (the
+            release's loss; see `mil_nce`).
 
     Returns:
         (mean loss [], per-sample losses [B]); the mean is over samples.
@@ -367,8 +382,10 @@ def milnce_family_loss(
     if num_negatives is not None:
         scores = subsample_negatives(scores, num_negatives, negatives, rng)
 
+    if denominator_positives != 1 and kind not in ("milnce", "nce", "cat_nce"):
+        raise ValueError(f"denominator_positives applies to the NCE kinds, not {kind!r}")
     if kind in ("milnce", "nce", "cat_nce"):
-        per_sample = mil_nce(scores)
+        per_sample = mil_nce(scores, denominator_positives)
     elif kind == "max_nce":
         per_sample = max_nce(scores)
     elif kind == "attn_nce":

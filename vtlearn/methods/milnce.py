@@ -15,6 +15,10 @@ The paper scores pairs by raw dot products. `config.loss.temperature > 0`
 instead scores cosine similarity / temperature (embeddings L2-normalised,
 in training and in evaluation), a common stabiliser for small batches and
 short runs that is not part of MIL-NCE; 0 (default) is the paper's.
+
+`config.loss.denominator_positives=2` counts each positive pair twice in the
+softmax denominator, as the authors' release does (`vtlearn.losses.milnce.
+mil_nce`); 1 (default) is eq. 1.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ class MilNce(VideoTextMethod):
         inputs["text"] = self._joint(text)
         if self.config.loss.temperature:
             inputs["video"] = inputs["video"] / self.config.loss.temperature
-        kwargs = dict(kind=lc.kind, negatives=lc.negatives, margin=lc.margin)
+        kwargs = dict(kind=lc.kind, negatives=lc.negatives, margin=lc.margin,
+                      denominator_positives=lc.denominator_positives)
         if lc.num_negatives:
             kwargs.update(num_negatives=lc.num_negatives, rng=rng)
         if lc.negative_scope == "device":
@@ -116,7 +121,7 @@ def release_config(weights_path: str, dict_path: str,
                   freeze_word_embeddings=True, word2vec_path="")))
     config.loss = ml_collections.ConfigDict(dict(
         kind="milnce", negatives="xy", num_negatives=0, margin=0.1, negative_scope="global",
-        temperature=0.0))
+        temperature=0.0, denominator_positives=2))
     config.data.update(vocab_path=str(dict_path), num_frames=32, fps=10.0, crop_size=224,
                        eval_crop_size=224, max_words=16)
     config.model_init = str(weights_path)
