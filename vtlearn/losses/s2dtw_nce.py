@@ -98,56 +98,29 @@ def s2dtw_nce_loss(
     video: jax.Array,
     text: jax.Array,
     *,
-    video_mask: jax.Array | None = None,
-    text_mask: jax.Array | None = None,
     direction: Direction = "both",
     temperature: float = 1.0,
-    gamma: float = DEFAULT_GAMMA,
-    smoothing_gamma: float | None = None,
-    phi: float = DEFAULT_PHI,
-    distance: Distance = "neg_dot",
-    normalize: bool = True,
-    local_smoothing: bool = True,
-    weak_alignment: bool = True,
-    smoothing_origin: SmoothingOrigin = "paper",
+    **alignment,
 ) -> jax.Array:
     """VT-TWINS loss, eq. 13: InfoNCE over −S2DTW between all videos of the batch.
 
     Args:
       video: [B, n, d] clip embeddings of the global batch (video i's clips).
       text: [B, m, d] caption embeddings (video i's captions).
-      video_mask: Optional [B, n] bool prefix mask of valid clips.
-      text_mask: Optional [B, m] bool prefix mask of valid captions.
       direction: "both" (default), "video_to_text" (eq. 13) or "text_to_video"
         (the release).
       temperature: Logits are −S2DTW / temperature (paper: 1).
-      gamma: γ of the S2DTW recursion (release: 0.1).
-      smoothing_gamma: γ of the smoothing; defaults to `gamma`.
-      phi: Dummy distance (release: 0.5).
-      distance: Element distance (release: "neg_dot").
-      normalize: L2-normalise embeddings first (release: yes).
-      local_smoothing: Apply eq. 5 (Table 6 "LS").
-      weak_alignment: Insert dummies (Table 6 "WA").
-      smoothing_origin: "paper" or "release" boundary at (0, 0) of eq. 5.
+      **alignment: the keyword arguments of `s2dtw_matrix` (masks, γ, φ,
+        distance, normalisation, Table 6's "LS"/"WA" switches, smoothing
+        origin); the release uses γ = 0.1, φ = 0.5, "neg_dot", normalised.
 
     Returns:
       Scalar float32 loss.
     """
-    distances = s2dtw_matrix(
-        video,
-        text,
-        video_mask=video_mask,
-        text_mask=text_mask,
-        gamma=gamma,
-        smoothing_gamma=smoothing_gamma,
-        phi=phi,
-        distance=distance,
-        normalize=normalize,
-        local_smoothing=local_smoothing,
-        weak_alignment=weak_alignment,
-        smoothing_origin=smoothing_origin,
-    )
-    logits = -distances / temperature
+    if direction not in Direction.__args__:
+        raise ValueError(f"Unknown direction {direction!r}; expected one of "
+                         f"{Direction.__args__}.")
+    logits = -s2dtw_matrix(video, text, **alignment) / temperature
     positives = jnp.diagonal(logits)
     video_to_text = jnp.mean(jax.nn.logsumexp(logits, axis=1) - positives)
     text_to_video = jnp.mean(jax.nn.logsumexp(logits, axis=0) - positives)
@@ -155,6 +128,4 @@ def s2dtw_nce_loss(
         return video_to_text
     if direction == "text_to_video":
         return text_to_video
-    if direction == "both":
-        return 0.5 * (video_to_text + text_to_video)
-    raise ValueError(f"Unknown direction {direction!r}; expected one of {Direction.__args__}.")
+    return 0.5 * (video_to_text + text_to_video)
