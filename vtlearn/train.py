@@ -296,7 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def _log_train(writer, step, pending, progress, skips):
     means = {k: float(np.mean([float(m[k]) for m in pending])) for k in pending[-1]}
     means.update(progress.update(step))
-    means["skipped_records"] = skips.count
+    means |= {f"skipped_chunks/{reason}": n for reason, n in skips.counts.items()}
     writer.write(step, "train", means)
     logging.info("train at step %d: %s", step, _fmt(means))
 

@@ -186,8 +186,12 @@ def test_unusable_records_are_skipped_and_counted(tmp_path):
     for b in batches:
         assert np.all(b["text_mask"][:, 0])
         assert np.all(b["video"].reshape(3, -1).max(-1) > 0)  # real frames
-    # 12 good samples were drawn; every pass over the 4 files skipped 3.
-    assert skips.count >= 9
+    # 12 good samples were drawn; every pass over the 4 files skipped 3: one
+    # without captions and one with only unknown words (no_caption), one too short
+    # for a clip (no_clip).
+    counts = skips.counts
+    assert counts["no_caption"] >= 6 and counts["no_clip"] >= 3 and counts["no_audio"] == 0
+    assert skips.count == sum(counts.values())
 
 
 def test_corrupt_record_error_names_file(tmp_path, data_dir):
@@ -485,3 +489,24 @@ def test_segment_units_widen_to_min_seconds_unless_told_otherwise(tmp_path):
 
     assert pooled(pipeline.Units("segment")) == np.mean(np.arange(0, 10))  # [0, 10) widened
     assert pooled(pipeline.Units("segment", min_seconds=0.0)) == 4.5  # seconds 4 and 5
+
+
+def test_chunks_without_audio_are_skipped_and_counted_as_such(tmp_path):
+    starts = np.arange(0.0, 24.0, 2.0)
+    for name, amplitude in (("heard", 1.0), ("silent", 0.0)):
+        wave = amplitude * np.sin(np.arange(25 * 8000) / 8000 * 2 * np.pi * 440)
+        ex = records.video_to_examples(
+            S.Video(name, 25.0, S.Captions(["w0 cut"] * 12, starts, starts + 1.5),
+                    waveform=wave.astype(np.float32), sample_rate=8000,
+                    features_2d=np.ones((25, 3)), feature_rate=1.0), 32.0)
+        records.write_tfrecord(tmp_path / f"train-{name}.tfrecord", ex)
+    Vocabulary(["w0", "cut"]).save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path, sampler="merged", video=False, num_pairs=2, min_caption_seconds=2.0,
+               audio_seconds=1.0, audio_rate=8000, audio_features="log_mel",
+               shuffle_buffer=1, cycle_length=1)
+    skips = pipeline.SkipCounter()
+    it = pipeline.iterate_train(cfg, 2, skips=skips)
+    for _ in range(3):  # every clip's log-mel is the tone's, not a silent floor
+        audio = next(it)["audio"]
+        assert np.all(audio.reshape(4, -1).max(-1) - audio.reshape(4, -1).min(-1) > 1)
+    assert skips.counts["no_audio"] >= 2 and skips.counts["no_caption"] == 0

@@ -47,8 +47,9 @@ segment's own index, or the window's segment, -1 for none), category [B]
 
 Skips: records with no usable caption (none with an in-vocabulary word, or
 none whose window holds a clip inside the chunk, or no frames when video is
-requested, or no audio, or only zeros, when audio is requested) are dropped and counted in `SkipCounter`, never turned into
-empty or NaN samples.
+requested, or no audio, or only zeros, when audio is requested) are dropped
+and counted by reason in `SkipCounter`, never turned into empty or NaN
+samples.
 """
 
 from __future__ import annotations
@@ -114,14 +115,36 @@ def keep_tensorflow_on_host() -> None:
 
 
 class SkipCounter:
-    """Counts records dropped by the sampler (shared by the tf.data graph)."""
+    """Counts training chunks that can yield no sample, by reason (shared by the
+    tf.data graph). These are expected in narrated video, not damage (a corrupt
+    record stops the run, naming it):
+
+    * "no_caption": no caption with an in-vocabulary word (or none at all);
+    * "no_audio": audio is requested and the chunk has none, or only zeros;
+    * "no_clip": captions with words, but no caption window holds a clip
+      inside the chunk (too short, cut by the chunk's end, or no frames).
+    """
+
+    REASONS = ("no_caption", "no_audio", "no_clip")
 
     def __init__(self):
-        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.variable = tf.Variable(tf.zeros([len(self.REASONS)], tf.int64), trainable=False)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(zip(self.REASONS, (int(c) for c in self.variable.numpy())))
 
     @property
     def count(self) -> int:
-        return int(self.variable.numpy())
+        return sum(self.counts.values())
+
+    def reason(self, ex, text_ids, cfg) -> tf.Tensor:
+        """int32 index into `REASONS` of why an unusable chunk yields nothing."""
+        no_words = ~tf.reduce_any(text_ids != 0)
+        no_audio = tf.constant(False)
+        if cfg.audio_seconds > 0:
+            no_audio = ~tf.reduce_any(ex[S.WAVEFORM] != 0.0)
+        return tf.where(no_words, 0, tf.where(no_audio, 1, 2))
 
 
 def list_files(pattern: str | Sequence[str], process_index: int = 0,
@@ -197,10 +220,12 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
         out["label"] = tf.cast(ex[S.CATEGORY], tf.int32)
         out["index"] = index
         out["_ok"] = ok
+        out["_reason"] = skips.reason(ex, text_ids, cfg)
         return out
 
     def keep(x):
-        tf.cond(x["_ok"], tf.no_op, lambda: skips.variable.assign_add(1).op)
+        tf.cond(x["_ok"], tf.no_op, lambda: skips.variable.scatter_nd_add(
+            x["_reason"][None, None], tf.ones([1], tf.int64)).op)
         return x["_ok"]
 
     ds = tf.data.Dataset.from_tensor_slices(files)
@@ -213,7 +238,7 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
     ds = ds.enumerate().skip(start_index)
     ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.filter(keep)
-    ds = ds.map(lambda x: {k: v for k, v in x.items() if k != "_ok"})
+    ds = ds.map(lambda x: {k: v for k, v in x.items() if k not in ("_ok", "_reason")})
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
