@@ -66,17 +66,37 @@ class MetricWriter:
 
 
 class Progress:
-    """Steps/s, clips/s and ETA between successive `update` calls."""
+    """Steps/s, clips/s and the training ETA between successive `update` calls.
+
+    The trainer calls `restart` after work that is not training (compiling
+    the first step, an evaluation), so the rate, and the ETA drawn from it,
+    measure training steps only; evaluations still to come are not in the ETA.
+    """
 
     def __init__(self, total_steps: int, clips_per_step: int, start_step: int):
         self.total, self.clips = total_steps, clips_per_step
-        self._step, self._time = start_step, time.perf_counter()
+        self.restart(start_step)
+
+    def restart(self, step: int) -> None:
+        """Measures the next rate from `step`, now."""
+        self._step, self._time = step, time.perf_counter()
 
     def update(self, step: int) -> dict[str, float]:
+        """Logs and returns the rates since the last call or `restart` ({} if no step ran)."""
+        if step == self._step:
+            return {}
         now = time.perf_counter()
         rate = (step - self._step) / max(now - self._time, 1e-9)
-        self._step, self._time = step, now
+        self.restart(step)
         eta = (self.total - step) / max(rate, 1e-9)
         logging.info("step %d/%d  %.2f steps/s  %.1f clips/s  ETA %s", step, self.total,
-                     rate, rate * self.clips, time.strftime("%H:%M:%S", time.gmtime(eta)))
+                     rate, rate * self.clips, format_duration(eta))
         return {"steps_per_second": rate, "clips_per_second": rate * self.clips}
+
+
+def format_duration(seconds: float) -> str:
+    """"H:MM:SS", with "Nd " in front from one day on (e.g. "3d 4:05:06")."""
+    whole = int(round(seconds))
+    days, rest = divmod(whole, 86_400)
+    text = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text

@@ -246,7 +246,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 from vtlearn import api
 
                 pretrained = api.load_pretrained(config.model_init, config, trainer.method)
+            logging.info("Initialising the %s model (compiling its init) ...", config.method)
+            started = time.perf_counter()
             state, start_index = trainer.init_state(pretrained), 0
+            logging.info("Initialised in %.0f s.", time.perf_counter() - started)
         if jax.process_index() == 0:
             run_config.save(config, workdir)
         step = int(state.step)
@@ -259,9 +262,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             logging.info("The run finished at step %d; evaluations are up to date (rerun "
                          "any with python -m vtlearn.evaluate --workdir=%s).", step, workdir)
             return eval_metrics
+        start_step = step
         progress = metric_writers.Progress(tc.num_steps, clips_per_step(config), step)
         batches = pipeline.iterate_train(config.data, process_batch, start_index=start_index,
                                          skips=skips, **where)
+        logging.info("Compiling the train step (the first step) ...")
+        started = time.perf_counter()
         pending = []
         while step < tc.num_steps:
             local = next(batches)
@@ -269,6 +275,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             device_batch = {k: v for k, v in local.items() if k not in HOST_KEYS}
             state, metrics = trainer.train_step(state, sharding.global_batch(device_batch, mesh))
             step += 1
+            if step == start_step + 1:  # it compiled the step: not training time
+                jax.block_until_ready(metrics)
+                progress.restart(step)
+                logging.info("First step (compile + first batch) took %.0f s.",
+                             time.perf_counter() - started)
             pending.append(metrics)
             last = step == tc.num_steps
             preempted = ckpt.preempted(step)
@@ -286,6 +297,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                    if _due(config.evals[n].every, step, tc.num_steps)}
             if due:
                 eval_metrics = run_evaluations(due, state, step, writer, evaluation_log)
+                progress.restart(step)
     finally:
         ckpt.close()
         if writer is not None:

@@ -54,6 +54,16 @@ def test_embedding_pass_keeps_every_unit_and_its_metadata(setup):
     np.testing.assert_allclose(units["text"][:3], text, rtol=1e-5, atol=1e-6)
 
 
+def test_a_long_embedding_pass_logs_its_progress(setup, monkeypatch, caplog):
+    config, trainer, state = setup
+    monkeypatch.setattr(base, "PROGRESS_SECONDS", 0.0)  # every batch counts as long
+    with caplog.at_level("INFO"):
+        units = base.embed_units(trainer.method, state, trainer.mesh, config.data,
+                                 config.data.eval_files, pipeline.Units("caption"), batch_size=8)
+    lines = [r.getMessage() for r in caplog.records if "embedded" in r.getMessage()]
+    assert len(lines) >= 2 and f"embedded {len(units['embedding'])} caption units" in lines[-1]
+
+
 def test_outside_texts_embed_in_padded_batches(setup):
     config, trainer, state = setup
     (evaluator,) = build_evaluators(trainer.method, trainer.mesh, config, None,

@@ -103,6 +103,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from vtlearn.data import records
 from vtlearn.data import schema as S
@@ -1118,13 +1119,14 @@ def _write_lab(config: LabConfig, out: Path, workers: int) -> None:
         for split, n, num_shards in zip(SPLITS, config.num_videos,
                                         config.num_shards):
             tasks = [(config, split, i) for i in range(n)]
-            results = (pool.imap(_video_records, tasks) if pool
-                       else map(_video_records, tasks))
             counts = _SplitCounts(config.num_categories)
             paths = records.shard_paths(out / split, num_shards)
             bounds = np.linspace(0, n, num_shards + 1).round().astype(int)
-            for path, count in zip(paths, np.diff(bounds)):
-                records.write_tfrecord(path, counts.drain(results, count, texts))
+            with tqdm(total=n, unit="video", desc=f"lab {split}", mininterval=2.0) as bar:
+                results = (bar.update(1) or r for r in (pool.imap(_video_records, tasks)
+                                                        if pool else map(_video_records, tasks)))
+                for path, count in zip(paths, np.diff(bounds)):
+                    records.write_tfrecord(path, counts.drain(results, count, texts))
             splits[split] = dict(files=[Path(p).name for p in paths],
                                  **counts.as_dict())
     finally:

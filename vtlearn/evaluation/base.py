@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,12 +21,14 @@ from typing import Any, Protocol
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from vtlearn import sharding
 from vtlearn.data import pipeline
 from vtlearn.data.text import Vocabulary
 
 CLIP_KEYS = ("video", "audio", "audio_frames", "features_2d", "features_3d")
+PROGRESS_SECONDS = 30.0  # an embedding pass logs its progress this often
 VIDEO_ID_BYTES = 128  # video ids travel between processes as fixed-width bytes
 
 
@@ -158,6 +161,7 @@ def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.Con
                                     process_count=jax.process_count())
     template = None
     chunks: dict[str, list[np.ndarray]] = {}
+    started = logged = time.perf_counter()
     while True:
         batch = next(batches, None)
         if batch is not None and template is None:
@@ -189,6 +193,10 @@ def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.Con
         valid = np.asarray(meta.pop("valid"), bool)
         for k, v in (host | meta).items():
             chunks.setdefault(k, []).append(np.asarray(v)[valid])
+        if time.perf_counter() - logged >= PROGRESS_SECONDS:  # long evaluations show progress
+            logged = time.perf_counter()
+            logging.info("  embedded %d %s units of %s (%.0f s)",
+                         sum(map(len, chunks["video_id"])), units.kind, files, logged - started)
     if not chunks:
         raise ValueError(f"No evaluation unit ({units.kind}) in {files!r}.")
     out = {k: np.concatenate(v) for k, v in chunks.items()}
