@@ -510,3 +510,18 @@ def test_chunks_without_audio_are_skipped_and_counted_as_such(tmp_path):
         audio = next(it)["audio"]
         assert np.all(audio.reshape(4, -1).max(-1) - audio.reshape(4, -1).min(-1) > 1)
     assert skips.counts["no_audio"] >= 2 and skips.counts["no_caption"] == 0
+
+
+def test_nan_features_stop_training_naming_file_record_key_and_video(tmp_path, data_dir):
+    bad = _video("poisoned", [2.0, 8.0], [6.0, 12.0], 25.0)
+    bad.features_2d[13, 1] = np.nan  # in its second chunk (10-20 s)
+    path = tmp_path / "train-bad.tfrecord"
+    records.write_tfrecord(path, records.video_to_examples(bad, 10.0))
+    Vocabulary.load(data_dir / "vocab.txt").save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path, train_files=str(path))
+    with pytest.raises(records.RecordError, match=(
+            r"train-bad.tfrecord: record 1 is not a valid vtlearn chunk: "
+            r"FEATURES/2d/floats holds NaN or Inf.*\(video poisoned, chunk at 10 s\)")):
+        batches = pipeline.iterate_train(cfg, 2)
+        for _ in range(10):  # the stream repeats: it reaches the record
+            next(batches)

@@ -1123,8 +1123,8 @@ def _write_lab(config: LabConfig, out: Path, workers: int) -> None:
             paths = records.shard_paths(out / split, num_shards)
             bounds = np.linspace(0, n, num_shards + 1).round().astype(int)
             with tqdm(total=n, unit="video", desc=f"lab {split}", mininterval=2.0) as bar:
-                results = (bar.update(1) or r for r in (pool.imap(_video_records, tasks)
-                                                        if pool else map(_video_records, tasks)))
+                results = _counted(pool.imap(_video_records, tasks) if pool
+                                   else map(_video_records, tasks), bar)
                 for path, count in zip(paths, np.diff(bounds)):
                     records.write_tfrecord(path, counts.drain(results, count, texts))
             splits[split] = dict(files=[Path(p).name for p in paths],
@@ -1149,6 +1149,13 @@ def _write_lab(config: LabConfig, out: Path, workers: int) -> None:
                     for i, steps in enumerate(world.categories)],
         vocab_size=len(vocab.words), splits=splits)
     (out / "lab.json").write_text(json.dumps(metadata, indent=1) + "\n")
+
+
+def _counted(items, bar):
+    """Yields `items`, advancing the progress `bar` by one for each."""
+    for item in items:
+        bar.update(1)
+        yield item
 
 
 class _SplitCounts:

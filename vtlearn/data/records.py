@@ -191,6 +191,10 @@ def parse_example(serialized: tf.Tensor, *, frames: bool = True,
     Returns:
       Context keys as dense tensors (lists as 1-D), plus the requested
       feature lists.
+
+    Raises:
+      tf.errors.InvalidArgumentError: (when run) a required key is missing,
+        or a requested waveform or feature list holds NaN/Inf.
     """
     seq_spec = {}
     if frames:
@@ -210,6 +214,8 @@ def parse_example(serialized: tf.Tensor, *, frames: bool = True,
     for k, v in seq.items():
         if isinstance(v, tf.SparseTensor):  # waveform: one element
             v = tf.reshape(tf.sparse.to_dense(v), [-1])
+        if v.dtype == tf.float32:  # never feed NaN/Inf to a model
+            v = tf.debugging.assert_all_finite(v, f"{k} holds NaN or Inf")
         out[k] = v
     return out
 
@@ -238,7 +244,7 @@ def read_chunks(path: str | Path, **parse_kwargs) -> Iterator[dict[str, np.ndarr
         try:
             parsed = parse_example(raw, **parse_kwargs)
         except tf.errors.InvalidArgumentError as e:
-            raise RecordError(f"{path}: record {i} does not parse as a vtlearn chunk: "
+            raise RecordError(f"{path}: record {i} is not a valid vtlearn chunk: "
                               f"{_explain(raw.numpy(), e)}") from e
         yield {k: v.numpy() for k, v in parsed.items()}
         i += 1
@@ -253,7 +259,11 @@ def _explain(raw: bytes, error: tf.errors.InvalidArgumentError) -> str:
     missing = [k for k in S.REQUIRED_CONTEXT if k not in context]
     if missing:
         return "missing required key(s) " + ", ".join(missing)
-    return error.message.split("}} ")[-1].splitlines()[0]
+    where = ""
+    if S.VIDEO_ID in context and S.CHUNK_START in context:
+        where = (f" (video {context[S.VIDEO_ID].bytes_list.value[0].decode(errors='replace')}"
+                 f", chunk at {context[S.CHUNK_START].float_list.value[0]:g} s)")
+    return error.message.split("}} ")[-1].splitlines()[0].strip() + where
 
 
 def find_bad_record(paths: Iterable[str | Path], **parse_kwargs) -> RecordError | None:
