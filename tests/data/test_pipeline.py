@@ -191,7 +191,6 @@ def test_unusable_records_are_skipped_and_counted(tmp_path):
     # for a clip (no_clip).
     counts = skips.counts
     assert counts["no_caption"] >= 6 and counts["no_clip"] >= 3 and counts["no_audio"] == 0
-    assert skips.count == sum(counts.values())
 
 
 def test_corrupt_record_error_names_file(tmp_path, data_dir):
