@@ -31,7 +31,8 @@ from vtlearn.evaluation import build_evaluators
 from vtlearn.methods import get_method
 
 
-HOST_KEYS = ("index",)  # batch entries the trainer keeps on the host
+# Batch entries the trainer keeps on the host (positions, ground truth for figures).
+HOST_KEYS = ("index", "caption_step", "clip_step")
 
 
 class NonFiniteError(RuntimeError):

@@ -77,36 +77,42 @@ def test_gradients_match_finite_differences_of_the_values(cell):
     assert out["s2dtw"][cell] > (0.9 if cell == (2, 1) else 2.5)
 
 
-def test_png_has_three_differing_panels_and_the_documented_size(tmp_path):
+def test_figure_has_scales_labels_frames_ground_truth_and_chatter(tmp_path):
     matrices = alignment_view.alignment_matrices(*_video(), distance="cosine")
     captions = ["crack the eggs", "whisk", "like and subscribe", "pour into the pan", "flip"]
-    path = tmp_path / "alignment.png"
-    size = alignment_view.render_alignment_png(matrices, path, captions_text=captions, cell=24)
-    # 3 slots of (18 + 5·24) px, 2 gaps of 12, margins 8; height: 8 + 16 title
-    # + 120 map + 18 axis + 6 text lines of 14 + 8.
-    assert size == (454, 254)
-    image = np.asarray(Image.open(path).convert("RGB"))
-    assert image.shape == (254, 454, 3)
-    layout = alignment_view.panel_layout(5, 5, 24, num_captions=5)
-    crops = [image[top:bottom, left:right] for left, top, right, bottom in layout.heat_maps]
-    assert all(c.shape == (120, 120, 3) for c in crops)
-    for a in range(3):
-        for b in range(a + 1, 3):
-            assert not np.array_equal(crops[a], crops[b])
-
-    def colour(crop, i, j):
-        return crop[i * 24 + 12, j * 24 + 12]
-
-    dark, white = np.array([8, 48, 107]), np.array([255, 255, 255])
-    _, soft_crop, s2dtw_crop = crops
-    # Soft-DTW's darkest cells include the forced (2, 2); S2DTW leaves column 2 white.
-    assert np.all(np.abs(colour(soft_crop, IRRELEVANT, IRRELEVANT) - dark) <= 2)
-    for i in range(5):
-        assert np.all(np.abs(colour(s2dtw_crop, i, IRRELEVANT) - white) <= 2)
-    assert np.all(np.abs(colour(s2dtw_crop, 0, 0) - dark) <= 2)  # M̂'s maximum, 1.99.
-    assert np.all(colour(s2dtw_crop, 3, 3) < 200)  # About half of it.
-
-    assert alignment_view.render_alignment_png(matrices, tmp_path / "bare.png") == (454, 184)
+    frames = np.stack([np.full((24, 32, 3), 40 * i, np.uint8) for i in range(5)])
+    clip_step = np.array([0, 1, 5, 3, 4])  # clip 2 shows a step no caption narrates
+    caption_step = np.array([0, 1, -1, 3, 4])  # caption 2 is chatter
+    truth = alignment_view.ground_truth(clip_step, caption_step)
+    np.testing.assert_array_equal(truth, np.diag([1, 1, 0, 1, 1]).astype(bool))
+    fig = alignment_view.alignment_figure(matrices, captions_text=captions, frames=frames,
+                                          truth=truth, relevant=caption_step >= 0)
+    panels = [ax for ax in fig.axes if ax.get_title() in alignment_view.PANEL_TITLES]
+    assert [ax.get_title() for ax in panels] == list(alignment_view.PANEL_TITLES)
+    bars = [ax.get_ylabel() for ax in fig.axes if ax not in panels and ax.get_ylabel()]
+    assert bars == ["distance δ(clip, caption)", "soft-DTW weight", "S2DTW weight"]
+    for ax in panels:
+        assert ax.get_xlabel() == "caption" and ax.get_ylabel().startswith("clip")
+        np.testing.assert_allclose(ax.get_images()[0].get_array(),
+                                   matrices[alignment_view.MATRIX_KEYS[panels.index(ax)]])
+        assert len(ax.patches) == 4  # the ground-truth boxes
+        colours = [t.get_color() for t in ax.get_xticklabels()]
+        assert colours == ["black", "black", "red", "black", "black"]
+        assert len(ax.texts) == 25  # every cell's value
+    strip = next(ax for ax in fig.axes if ax.get_title() == "frames")
+    assert len(strip.get_images()) == 5
+    legend = [t.get_text() for t in fig.texts]
+    assert any("ground truth" in t for t in legend)
+    assert any(t.startswith("3: like and subscribe") and "S2DTW 0.00" in t for t in legend)
+    size = alignment_view.render_alignment_png(matrices, tmp_path / "a.png",
+                                               captions_text=captions, frames=frames,
+                                               truth=truth, relevant=caption_step >= 0)
+    image = Image.open(tmp_path / "a.png")
+    assert image.size == size and size[0] > 800 and size[1] > 400
+    bare = alignment_view.render_alignment_png(matrices, tmp_path / "bare.png")
+    assert Image.open(tmp_path / "bare.png").size == bare
+    with pytest.raises(ValueError, match="truth must have shape"):
+        alignment_view.alignment_figure(matrices, truth=truth[:4])
 
 
 def test_view_of_a_run_without_checkpoints_fails_clearly(tmp_path):

@@ -209,12 +209,17 @@ def test_alignment_view_evaluator_writes_the_figure_for_any_method(setup, tmp_pa
     (evaluator,) = build_evaluators(trainer.method, trainer.mesh, config, tmp_path,
                                     ["alignment"]).values()
     metrics = evaluator.run(state, 5)
-    matrices, texts = evaluator.alignment(state)
-    n = len(texts)
+    matrices, details = evaluator.alignment(state)
+    n = len(details["captions_text"])
     assert 1 <= n <= evaluator.num_pairs and matrices["s2dtw"].shape == (n, n)
     assert metrics["skipped_captions"] == np.sum(matrices["s2dtw"].sum(0) < 0.5)
+    # The lab's records carry ground truth; features runs show no frames.
+    assert details["truth"].shape == (n, n) and details["relevant"].shape == (n,)
+    assert not details["truth"][:, ~details["relevant"]].any()  # chatter matches no clip
+    assert "frames" not in details
     image = Image.open(tmp_path / "artefacts/alignment/step_5_alignment.png")
-    assert image.size == alignment_view.panel_layout(n, n, 24, n).size
+    assert image.size == alignment_view.render_alignment_png(matrices, tmp_path / "a.png",
+                                                             **details)
 
 
 def test_the_loss_receives_the_training_step(setup, monkeypatch):

@@ -41,7 +41,6 @@ embedded with its `embed_video` and `embed_text`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -53,32 +52,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from vtlearn.alignment.s2dtw import DEFAULT_GAMMA, DEFAULT_PHI, SmoothingOrigin
 from vtlearn.alignment.s2dtw import s2dtw_from_distances
 from vtlearn.alignment.soft_dtw import Distance, expected_alignment, l2_normalize
 from vtlearn.alignment.soft_dtw import pairwise_distance
 from vtlearn.evaluation import base
+from vtlearn.evaluation.figures import pyplot
 
 MATRIX_KEYS = ("distance", "soft_dtw", "s2dtw")
 PANEL_TITLES = ("distance", "soft-DTW path M", "S2DTW path M-hat")
 SAMPLE_SEED = 0  # data.seed of the deterministic evaluation sample.
-
-# Image layout, in pixels (see `panel_layout`).
-MARGIN = 8
-TITLE_HEIGHT = 16
-AXIS_BAND = 18  # Row numbers left of each heat map, column numbers below it.
-PANEL_GAP = 12
-LINE_HEIGHT = 14
-MIN_MAP_WIDTH = 112  # Room for a title above narrow heat maps.
-
-_LIGHT = np.array([255.0, 255.0, 255.0])
-_DARK = np.array([8.0, 48.0, 107.0])
-_TEXT = (0, 0, 0)
-_FRAME = (160, 160, 160)
-_FONT_SIZE = 11
-
 
 @functools.partial(
     jax.jit,
@@ -139,95 +123,44 @@ def alignment_matrices(
     return {k: np.asarray(v, np.float32) for k, v in zip(MATRIX_KEYS, arrays)}
 
 
-@dataclasses.dataclass(frozen=True)
-class PanelLayout:
-    """Where `render_alignment_png` draws.
-
-    Attributes:
-      size: (width, height) of the image.
-      heat_maps: per panel (Δ, M, M̂), the (left, top, right, bottom) box of
-        its heat map; cell (i, j) fills the `cell`-pixel square at
-        (left + j·cell, top + i·cell).
-      legend_top: y of the first text line under the panels.
-    """
-
-    size: tuple[int, int]
-    heat_maps: tuple[tuple[int, int, int, int], ...]
-    legend_top: int
+def ground_truth(clip_step: np.ndarray, caption_step: np.ndarray) -> np.ndarray:
+    """bool [n, m]: clip i shows the step caption j narrates (-1: none, never true)."""
+    clip_step, caption_step = np.asarray(clip_step), np.asarray(caption_step)
+    return (clip_step[:, None] == caption_step[None, :]) & (caption_step[None, :] >= 0)
 
 
-def panel_layout(n: int, m: int, cell: int, num_captions: int) -> PanelLayout:
-    """Layout of three [n, m] heat maps and a legend of `num_captions` lines.
-
-    Each panel is a title band (TITLE_HEIGHT) over the heat map
-    (m·cell × n·cell, or MIN_MAP_WIDTH wide if that is more, heat map left
-    aligned), with an AXIS_BAND of row numbers to its left and one of column
-    numbers below it. Panels are PANEL_GAP apart; under them come one note
-    line and one line per caption (LINE_HEIGHT each); MARGIN all round.
-
-    Args:
-      n: Rows (clips).
-      m: Columns (captions).
-      cell: Pixels per matrix entry.
-      num_captions: Legend lines (0 without caption texts).
-
-    Returns:
-      The layout.
-    """
-    slot = AXIS_BAND + max(m * cell, MIN_MAP_WIDTH)
-    top = MARGIN + TITLE_HEIGHT
-    boxes = []
-    for k in range(len(MATRIX_KEYS)):
-        left = MARGIN + k * (slot + PANEL_GAP) + AXIS_BAND
-        boxes.append((left, top, left + m * cell, top + n * cell))
-    legend_top = top + n * cell + AXIS_BAND
-    width = 2 * MARGIN + len(MATRIX_KEYS) * slot + (len(MATRIX_KEYS) - 1) * PANEL_GAP
-    height = legend_top + (1 + num_captions) * LINE_HEIGHT + MARGIN
-    return PanelLayout((width, height), tuple(boxes), legend_top)
+def _aspect(frames: np.ndarray) -> float:
+    """Width / height of the frames."""
+    return frames.shape[2] / frames.shape[1]
 
 
-def _heat_map(matrix: np.ndarray, cell: int) -> Image.Image:
-    """White (panel minimum) to dark blue (panel maximum), `cell` pixels per entry."""
-    low, high = float(matrix.min()), float(matrix.max())
-    scaled = (matrix - low) / (high - low) if high > low else np.zeros_like(matrix)
-    colours = _LIGHT + scaled[..., None] * (_DARK - _LIGHT)
-    image = Image.fromarray(np.rint(colours).astype(np.uint8), "RGB")
-    return image.resize((matrix.shape[1] * cell, matrix.shape[0] * cell), Image.NEAREST)
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
-    """`text`, shortened with "..." to at most `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
-
-
-def render_alignment_png(
+def alignment_figure(
     matrices: dict[str, np.ndarray],
-    path: str | os.PathLike,
     captions_text: Sequence[str] | None = None,
-    cell: int = 24,
-) -> tuple[int, int]:
-    """Writes Δ, M and M̂ as three heat maps side by side to a PNG.
+    frames: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    relevant: np.ndarray | None = None,
+):
+    """Fig. 5 as a matplotlib `Figure`: Δ, M and M̂ side by side.
 
-    Each panel is normalised on its own (white = its minimum, dark blue = its
-    maximum; for Δ dark means far). Rows are clips, columns captions, both
-    numbered from 1. With `captions_text`, a legend lists every caption with
-    its column's total weight under soft-DTW and S2DTW (a skipped caption
-    has a small S2DTW weight).
+    Each panel has its own colour bar (Δ: distance; M, M̂: alignment weight),
+    clips (rows, in time order) and captions (columns) on labelled axes, the
+    values written in the cells when the matrices are small, and under it a
+    legend of every caption with its column's total weight under soft-DTW
+    and S2DTW (a skipped caption has a small S2DTW weight).
 
     Args:
       matrices: "distance", "soft_dtw" and "s2dtw" arrays, each [n, m] (as
         returned by `alignment_matrices`).
-      path: Output PNG file.
-      captions_text: Optional m caption strings.
-      cell: Pixels per matrix entry.
-
-    Returns:
-      (width, height) of the image, as given by `panel_layout`.
+      captions_text: m caption strings.
+      frames: [n, H, W, 3] uint8, one frame per clip (its middle frame),
+        drawn left of the rows.
+      truth: bool [n, m] ground truth (`ground_truth`): outlined in every
+        panel.
+      relevant: bool [m], False for a caption that narrates no step
+        (chatter): its column label and legend line are red.
     """
+    plt = pyplot()
     panels = [np.asarray(matrices[k], np.float32) for k in MATRIX_KEYS]
     n, m = panels[0].shape
     if any(p.shape != (n, m) for p in panels):
@@ -235,44 +168,88 @@ def render_alignment_png(
                          f"{[p.shape for p in panels]}")
     if not all(np.all(np.isfinite(p)) for p in panels):
         raise ValueError("matrices have non-finite entries")
-    if captions_text is not None and len(captions_text) != m:
-        raise ValueError(f"got {len(captions_text)} caption texts for {m} captions")
-    if cell < 1:
-        raise ValueError(f"cell must be a positive number of pixels, got {cell}")
-    layout = panel_layout(n, m, cell, 0 if captions_text is None else m)
-    image = Image.new("RGB", layout.size, "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=_FONT_SIZE)
-    label_every = math.ceil(LINE_HEIGHT / cell)
-    for matrix, title, (left, top, right, bottom) in zip(panels, PANEL_TITLES,
-                                                          layout.heat_maps):
-        map_width = max(right - left, MIN_MAP_WIDTH)
-        draw.text((left, MARGIN), _fit(draw, title, font, map_width), fill=_TEXT, font=font)
-        image.paste(_heat_map(matrix, cell), (left, top))
-        draw.rectangle((left - 1, top - 1, right, bottom), outline=_FRAME)
-        for i in range(0, n, label_every):
-            label = str(i + 1)
-            x = left - 3 - draw.textlength(label, font=font)
-            draw.text((x, top + i * cell + (cell - LINE_HEIGHT) / 2), label, fill=_TEXT,
-                      font=font)
-        for j in range(0, m, label_every):
-            label = str(j + 1)
-            x = left + j * cell + (cell - draw.textlength(label, font=font)) / 2
-            draw.text((x, bottom + 2), label, fill=_TEXT, font=font)
-    text_width = layout.size[0] - 2 * MARGIN
-    note = "rows: clips, columns: captions; dark = large (each panel scaled on its own)"
-    draw.text((MARGIN, layout.legend_top), _fit(draw, note, font, text_width), fill=_TEXT,
-              font=font)
+    for name, value, shape in (("captions_text", captions_text, (m,)),
+                               ("truth", truth, (n, m)), ("relevant", relevant, (m,))):
+        if value is not None and np.shape(value) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {np.shape(value)}")
+    if frames is not None and (np.ndim(frames) != 4 or len(frames) != n):
+        raise ValueError(f"frames must be [n={n}, H, W, 3], got {np.shape(frames)}")
+    # Layout in inches: [frames] then three panels, each y labels | matrix | colour bar.
+    cell, label_w, bar_w, top, axis_h = 0.38, 0.6, 1.25, 0.45, 0.65
+    map_w, map_h = max(m * cell, 1.4), n * cell
+    strip_w = 0.25 + map_h / n * _aspect(frames) if frames is not None else 0.0
+    legend_h = 0.0 if captions_text is None else 0.19 * (m + 2)
+    width = 0.15 + strip_w + 3 * (label_w + map_w + bar_w)
+    height = top + map_h + axis_h + legend_h
+    fig = plt.figure(figsize=(width, height), dpi=120)
+
+    def box(left, bottom, w, h):  # inches -> figure fractions
+        return (left / width, bottom / height, w / width, h / height)
+
+    base = axis_h + legend_h
+    axes = []
+    bar_labels = ("distance δ(clip, caption)", "soft-DTW weight", "S2DTW weight")
+    for k, (matrix, title, label) in enumerate(zip(panels, PANEL_TITLES, bar_labels)):
+        left = 0.15 + strip_w + k * (label_w + map_w + bar_w) + label_w
+        ax = fig.add_axes(box(left, base, m * cell, map_h))
+        axes.append(ax)
+        image = ax.imshow(matrix, cmap="magma_r" if k == 0 else "Blues", aspect="auto",
+                          interpolation="nearest")
+        fig.colorbar(image, cax=fig.add_axes(box(left + m * cell + 0.1, base, 0.12, map_h)),
+                     label=label)
+        ax.set_title(title)
+        ax.set_xlabel("caption")
+        ax.set_ylabel("clip (time ↓)")
+        ax.set_xticks(range(m), [str(j + 1) for j in range(m)])
+        ax.set_yticks(range(n), [str(i + 1) for i in range(n)])
+        if relevant is not None:
+            for j, tick in enumerate(ax.get_xticklabels()):
+                tick.set_color("black" if relevant[j] else "red")
+        if n * m <= 100:
+            middle = (matrix.max() + matrix.min()) / 2
+            dark = matrix > middle  # both colour maps darken towards the maximum
+            for i in range(n):
+                for j in range(m):
+                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center",
+                            fontsize=6, color="white" if dark[i, j] else "black")
+        if truth is not None:
+            for i, j in zip(*np.nonzero(truth)):
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                           edgecolor="#e66101", linewidth=1.6))
+    if frames is not None:
+        strip = fig.add_axes(box(0.15, base, strip_w - 0.25, map_h))
+        for i, frame in enumerate(frames):  # row i of the strip beside row i of the panels
+            strip.imshow(frame, extent=(0, 1, i + 0.47, i - 0.47), aspect="auto")
+        strip.set_xlim(0, 1)
+        strip.set_ylim(n - 0.5, -0.5)
+        strip.set_title("frames")
+        strip.axis("off")
+    notes = ["orange boxes: ground truth (the clip shows the step the caption narrates)"
+             if truth is not None else "", "red: caption narrating no step (chatter)"
+             if relevant is not None else ""]
+    lines = [" · ".join(x for x in notes if x)] if any(notes) else []
     if captions_text is not None:
         soft_weight, s2dtw_weight = panels[1].sum(0), panels[2].sum(0)
         for j, caption in enumerate(captions_text):
-            weights = f"  [soft-DTW {soft_weight[j]:.2f}, S2DTW {s2dtw_weight[j]:.2f}]"
-            room = text_width - draw.textlength(f"{j + 1}: " + weights, font=font)
-            line = f"{j + 1}: {_fit(draw, caption, font, room)}{weights}"
-            draw.text((MARGIN, layout.legend_top + (j + 1) * LINE_HEIGHT), line, fill=_TEXT,
-                      font=font)
-    image.save(path, format="PNG")
-    return layout.size
+            lines.append(f"{j + 1}: {caption[:70]}   [soft-DTW {soft_weight[j]:.2f}, "
+                         f"S2DTW {s2dtw_weight[j]:.2f}]")
+    for k, line in enumerate(lines):
+        chatter = (captions_text is not None and relevant is not None and k > 0
+                   and not relevant[k - 1])
+        fig.text(0.15 / width, (legend_h - 0.05 - 0.19 * k) / height, line, fontsize=8,
+                 color="red" if chatter else "black", va="top", family="monospace")
+    return fig
+
+
+def render_alignment_png(matrices: dict[str, np.ndarray], path: str | os.PathLike,
+                         **details) -> tuple[int, int]:
+    """Writes `alignment_figure(matrices, **details)` to a PNG; returns its (width,
+    height) in pixels."""
+    fig = alignment_figure(matrices, **details)
+    fig.savefig(path)
+    size = fig.canvas.get_width_height()
+    pyplot().close(fig)
+    return size
 
 
 def evaluation_sequences(data_config: ml_collections.ConfigDict, files: str, num_pairs: int,
@@ -334,8 +311,10 @@ class Evaluator(base.Evaluator):
         self.pattern = self.files("files", "eval_files")
         self.num_pairs = s.num_pairs or self.config.data.num_pairs
 
-    def alignment(self, variables) -> tuple[dict[str, np.ndarray], list[str]]:
-        """The matrices of `alignment_matrices` and the shown captions' texts."""
+    def alignment(self, variables) -> tuple[dict[str, np.ndarray], dict]:
+        """The matrices of `alignment_matrices` and the `alignment_figure` details:
+        the captions' texts, each clip's middle frame (pixel runs), the ground
+        truth and which captions narrate a step (records with steps)."""
         from vtlearn import sharding
         from vtlearn.data.text import Vocabulary
 
@@ -356,13 +335,21 @@ class Evaluator(base.Evaluator):
             clips, captions, gamma=s.gamma, phi=s.phi, distance=s.distance,
             smoothing_gamma=s.smoothing_gamma or None, smoothing_origin=s.smoothing_origin)
         vocab = Vocabulary.load(self.config.data.vocab_path)
-        return matrices, [vocab.decode(ids) for ids in sample["text"][:valid]]
+        details = dict(captions_text=[vocab.decode(ids) for ids in sample["text"][:valid]])
+        if "video" in sample:
+            video = sample["video"][:valid]
+            details["frames"] = video[:, video.shape[1] // 2]
+        caption_step = sample["caption_step"][:valid]
+        if np.any(caption_step >= 0):  # records with ground-truth steps
+            details.update(truth=ground_truth(sample["clip_step"][:valid], caption_step),
+                           relevant=caption_step >= 0)
+        return matrices, details
 
     def run(self, variables, step):
-        matrices, texts = self.alignment(variables)
+        matrices, details = self.alignment(variables)
         path = self.artefact_path(step, "alignment.png")
         if path is not None:
-            render_alignment_png(matrices, path, captions_text=texts)
+            render_alignment_png(matrices, path, **details)
         return {"skipped_captions": float(np.sum(matrices["s2dtw"].sum(0) < 0.5)),
                 "skipped_clips": float(np.sum(matrices["s2dtw"].sum(1) < 0.5))}
 
@@ -387,8 +374,8 @@ def write_alignment_view(workdir: str | os.PathLike, out: str | os.PathLike, ind
     from vtlearn.evaluation import standalone
 
     model = vtlearn.load(workdir, step=step)
-    matrices, texts = standalone(model, "alignment_view", index=index).alignment(model)
-    render_alignment_png(matrices, out, captions_text=texts)
+    matrices, details = standalone(model, "alignment_view", index=index).alignment(model)
+    render_alignment_png(matrices, out, **details)
     return Path(out)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def _pyplot():
 def category_bars(path: Path, names: Sequence[str], values: Sequence[float], title: str,
                   chance: float = 50.0) -> None:
     """A bar per category (in the given order) with a dashed chance line."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(names) + 2), 3.5), dpi=120)
     ax.bar(range(len(names)), values, color="#3b6ea8")
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:g})")
@@ -37,7 +38,7 @@ def category_bars(path: Path, names: Sequence[str], values: Sequence[float], tit
 def grouped_distributions(path: Path, groups: Mapping[str, np.ndarray], title: str,
                           chance: float = 50.0) -> None:
     """A box plot per group over all values, with the pooled distribution first."""
-    plt = _pyplot()
+    plt = pyplot()
     names = ["all", *groups]
     data = [np.concatenate(list(groups.values())), *groups.values()]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(names) + 2), 3.5), dpi=120)
@@ -55,7 +56,7 @@ def grouped_distributions(path: Path, groups: Mapping[str, np.ndarray], title: s
 def binned_means(path: Path, values: np.ndarray, by: Mapping[str, np.ndarray], ylabel: str,
                  bins: int = 8, chance: float = 50.0) -> None:
     """One panel per covariate: mean ± standard error of `values` in quantile bins."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(by), figsize=(4.0 * len(by), 3.2), dpi=120, squeeze=False)
     for ax, (name, x) in zip(axes[0], by.items()):
         x = np.asarray(x, np.float64)

@@ -5,19 +5,29 @@ the "clip" sampler; records with fewer usable captions are padded with zeros
 and masked.
 
 Sample: video [n, T, H, W, 3] (and/or audio [n, A], features_* [n, D]),
-text [n, L], text_mask [n].
+text [n, L], text_mask [n], and the ground truth the alignment view draws:
+caption_step [n] (the caption's step, an index into the record's segments,
+-1 for chatter or records without steps) and clip_step [n] (the segment that
+holds the clip's centre, -1 for none).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from vtlearn.data import clips
+from vtlearn.data import schema as S
 from vtlearn.data.samplers import base
 
 
 class Sampler(base.PairsSampler):
     """See the module docstring."""
+
+    def output_spec(self) -> base.Spec:
+        n = self.cfg.num_pairs
+        return super().output_spec() | {"caption_step": ((n,), np.dtype(np.int32)),
+                                         "clip_step": ((n,), np.dtype(np.int32))}
 
     def sample(self, ex, text_ids, usable, seed):
         cfg = self.cfg
@@ -38,4 +48,16 @@ class Sampler(base.PairsSampler):
                for k, v in out.items()}
         out.update(text=tf.where(mask[:, None], tf.gather(text_ids, sel), 0),
                    text_mask=mask)
+        steps = tf.cast(ex[S.CAPTION_STEP], tf.int32)
+        steps = tf.cond(tf.size(steps) > 0, lambda: steps,
+                        lambda: -tf.ones(tf.shape(lo), tf.int32))
+        centre = clip_start + clips.clip_seconds(cfg) / 2
+        if not cfg.video:
+            centre = (tf.gather(lo, sel) + tf.gather(hi, sel)) / 2
+        inside = ((centre[:, None] >= ex[S.SEGMENT_START][None])
+                  & (centre[:, None] < ex[S.SEGMENT_END][None]))
+        segment = tf.where(tf.reduce_any(inside, 1),
+                           tf.cast(tf.argmax(tf.cast(inside, tf.int32), 1), tf.int32), -1)
+        out.update(caption_step=tf.where(mask, tf.gather(steps, sel), -1),
+                   clip_step=tf.where(mask, segment, -1))
         return out
