@@ -78,14 +78,25 @@ def test_oov_rate_against_a_smaller_vocabulary(tiny, tmp_path):
 def test_contact_sheet(tiny, tmp_path):
     out = tmp_path / "sheet.png"
     size = inspect.contact_sheet(_pattern(tiny, "val"), out, rows=3, cols=5)
-    assert size == (5 * TINY.width, 3 * TINY.height)
     image = Image.open(out)
     assert image.format == "PNG" and image.size == size
+    assert np.asarray(image.convert("RGB")).std() > 5  # not blank
+    fig = inspect.contact_sheet_figure(_pattern(tiny, "val"), rows=3, cols=5)
     first = next(records.read_chunks(tiny.val_files[0]))
+    start, rate = float(first[S.CHUNK_START]), float(first[S.FRAME_RATE])
+    assert fig.axes[0].get_ylabel() == (f"{first[S.VIDEO_ID].decode()}\n"
+                                        f"{start:.0f}-{float(first[S.CHUNK_END]):.0f} s")
     frame = np.asarray(Image.open(io.BytesIO(first[S.FRAMES][0])))
-    sheet = np.asarray(image.convert("RGB"))
-    np.testing.assert_array_equal(sheet[:TINY.height, :TINY.width], frame)
-    assert sheet.std() > 5  # not blank
+    np.testing.assert_array_equal(fig.axes[0].get_images()[0].get_array(), frame)
+    captions = [(t.decode(), a, b) for t, a, b in zip(
+        first[S.CAPTION], first[S.CAPTION_START], first[S.CAPTION_END])]
+    picks = np.round(np.linspace(0, len(first[S.FRAMES]) - 1, 5)).astype(int)
+    for c, i in enumerate(picks):
+        time = start + i / rate
+        said = [t for t, a, b in captions if a <= time < b]  # by hand, then wrapped
+        expected = "·" if not said else said[-1][:24] + (
+            "\n" + said[-1][24:48] if len(said[-1]) > 24 else "")
+        assert fig.axes[c].get_xlabel() == f"{time:.1f} s\n{expected}"
 
 
 def test_command_line(tiny, tmp_path, capsys):

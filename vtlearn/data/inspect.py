@@ -219,38 +219,74 @@ def _video_info(example: tf.train.SequenceExample) -> dict[str, Any]:
 
 def contact_sheet(pattern: str, out_path: str | Path, rows: int = 4,
                   cols: int = 8) -> tuple[int, int]:
-    """Saves a PNG grid: the first `rows` records with frames x `cols` frames.
+    """Saves `contact_sheet_figure(pattern, rows, cols)` as a PNG; returns its
+    (width, height) in pixels."""
+    from vtlearn.evaluation.figures import pyplot
 
-    Frames are evenly spaced over each record and resized to the first
-    frame's size; missing cells stay black.
+    fig = contact_sheet_figure(pattern, rows, cols)
+    fig.savefig(out_path, format="png")
+    pyplot().close(fig)
+    return fig.canvas.get_width_height()
 
-    Returns:
-      The sheet's (width, height) in pixels: (cols * W, records shown * H).
+
+def contact_sheet_figure(pattern: str, rows: int = 4, cols: int = 8):
+    """A matplotlib figure of the first `rows` records with frames, `cols` frames each.
+
+    Each row is one record, labelled with its video id and chunk times;
+    frames are evenly spaced over the record, each with its time in the
+    video and the caption narrated then (the last one that started before
+    it and has not ended; "·" for none) under it.
     """
-    tiles: list[list[Image.Image]] = []
+    from vtlearn.evaluation.figures import pyplot
+
+    shown = []
     for path in match_files(pattern):
         for example in iter_records(path):
             lists = example.feature_lists.feature_list
             frames = lists[S.FRAMES].feature if S.FRAMES in lists else []
             if not frames:
                 continue
-            picks = np.linspace(0, len(frames) - 1, min(cols, len(frames)))
-            tiles.append([Image.open(io.BytesIO(
-                frames[int(i)].bytes_list.value[0])).convert("RGB")
-                for i in np.round(picks)])
-            if len(tiles) == rows:
+            start = _one(example, S.CHUNK_START, 0.0)
+            rate = _one(example, S.FRAME_RATE, 0.0) or 1.0
+            picks = np.round(np.linspace(0, len(frames) - 1, min(cols, len(frames)))).astype(int)
+            shown.append(dict(
+                video=_one(example, S.VIDEO_ID).decode("utf-8", "replace"), start=start,
+                end=_one(example, S.CHUNK_END, 0.0), captions=_video_info(example)["captions"],
+                tiles=[(start + i / rate, Image.open(io.BytesIO(
+                    frames[i].bytes_list.value[0])).convert("RGB")) for i in picks]))
+            if len(shown) == rows:
                 break
-        if len(tiles) == rows:
+        if len(shown) == rows:
             break
-    if not tiles:
+    if not shown:
         raise ValueError(f"no frames in the records matching {pattern!r}")
-    width, height = tiles[0][0].size
-    sheet = Image.new("RGB", (cols * width, len(tiles) * height))
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            sheet.paste(tile.resize((width, height)), (c * width, r * height))
-    sheet.save(out_path, "PNG")
-    return sheet.size
+    plt = pyplot()
+    fig, axes = plt.subplots(len(shown), cols, figsize=(1.7 * cols + 0.6, 2.0 * len(shown)),
+                             dpi=100, squeeze=False)
+    for row, record in zip(axes, shown):
+        for c, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(record["tiles"]):
+                ax.axis("off")
+                continue
+            time, image = record["tiles"][c]
+            ax.imshow(image)
+            ax.set_xlabel(f"{time:.1f} s\n{_narrated(record['captions'], time)}", fontsize=6)
+        row[0].set_ylabel(f"{record['video'][:18]}\n{record['start']:.0f}-{record['end']:.0f} s",
+                          fontsize=7)
+    fig.suptitle(f"{pattern}: {len(shown)} records", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _narrated(captions: Sequence[tuple[str, float, float]], time: float, width: int = 24) -> str:
+    """The caption narrated at `time`, wrapped to two lines of `width` characters."""
+    current = [text for text, start, end in captions if start <= time < end]
+    if not current:
+        return "·"
+    text = current[-1]
+    return text[:width] + ("\n" + text[width:2 * width] if len(text) > width else "")
 
 
 def _format(value: Any) -> str:
@@ -277,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in stats.items():
             print(f"{key:20s} {_format(value)}")
         if args.contact_sheet:
-            width, height = contact_sheet(args.pattern, args.contact_sheet,
-                                          args.rows, args.cols)
+            width, height = contact_sheet(args.pattern, args.contact_sheet, args.rows,
+                                          args.cols)
             print(f"{'contact_sheet':20s} {args.contact_sheet} "
                   f"({width}x{height})")
     except (FileNotFoundError, ValueError) as e:
