@@ -18,7 +18,9 @@ MSR-VTT 10.5/25.2/33.8, CrossTask recall 35.1; CrossTask clustering NMI
 The release (brian7685/Multimodal-Clustering-Network) differs; each is an
 option: D = 6,144 (`--config.model.embedding_dim=6144`); a trained, not
 frozen, ResDAVEnet (no pretrained DAVEnet weights ship with either, so the
-audio net is trained here by default: `model.audio.trainable`); cosine
+audio net is trained here by default; the paper's fixed pretrained DAVEnet is
+`--config.model_init=davenet.pth --config.model.audio.trainable=False`, any
+PyTorch ResDAVEnet state dict, `vtlearn.models.audio.from_torch`); cosine
 k-means whose empty clusters become 0 (`loss.cluster_metric=cosine
 loss.empty_clusters=zero`; the paper is silent on empty clusters, the default
 moves the farthest point into them, as scikit-learn does); the centroid terms averaged

@@ -87,6 +87,7 @@ from vtlearn.models import audio as audio_models
 from vtlearn.models import text as text_models
 from vtlearn.models import word2vec
 from vtlearn.models.gated import BagOfWordsEncoder, GatedEmbeddingUnit
+from vtlearn.models.torch_weights import read_state_dict
 
 MODALITIES = ("video", "audio", "text")
 PAIRS = (("text", "audio"), ("video", "text"), ("audio", "video"))
@@ -235,6 +236,18 @@ class Mcn(Method):
     def with_pretrained(self, params):
         """Word vectors from `config.model.text.word2vec_path`, if set."""
         return word2vec.with_configured_vectors(params, self.config)
+
+    def external_weights(self, path):
+        """A pretrained ResDAVEnet from a PyTorch `.pth` (`config.model_init`): DAVEnet's
+        state dict, or a checkpoint holding one (e.g. under "DAVEnet."). With
+        `model.audio.trainable=False` it then stays fixed, as in the paper."""
+        if not str(path).endswith((".pth", ".pt")):
+            raise ValueError(f"config.model_init={path!r}: MCN reads a vtlearn run directory or "
+                             "a PyTorch ResDAVEnet .pth for its audio net")
+        variables = audio_models.from_torch(read_state_dict(path),
+                                            tuple(self.config.model.audio.widths))
+        return ({"audio": {"davenet": variables["params"]}},
+                {"audio": {"davenet": variables["batch_stats"]}})
 
     def trainable(self, params):
         mask = text_models.trainable_mask(params, self.text_model.frozen_param_paths())

@@ -46,6 +46,7 @@ from vtlearn.data.text import Vocabulary
 from vtlearn.models.s3d import S3DG
 from vtlearn.models.layers import PoolPadding
 from vtlearn.models.text import TextEncoder
+from vtlearn.models.torch_weights import read_state_dict
 
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
@@ -256,35 +257,6 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
             for model, collections in flat.items()}
 
 
-def _state_dict(checkpoint: object, path: str | Path) -> dict[str, np.ndarray]:
-    """The flat state dict in a loaded .pth, keys without DataParallel's `module.`.
-
-    Args:
-        checkpoint: what `torch.load` returned: a state dict (str -> tensor),
-            or a training checkpoint holding one under "state_dict".
-        path: the file, for the error message.
-
-    Raises:
-        ValueError: `checkpoint` is neither.
-    """
-    import torch
-
-    wrapped = isinstance(checkpoint, Mapping) and "state_dict" in checkpoint
-    state = checkpoint["state_dict"] if wrapped else checkpoint
-    if isinstance(state, Mapping):
-        bad = [f"{k!r}: {type(v).__name__}" for k, v in state.items()
-               if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
-        if state and not bad:
-            return {k.removeprefix("module."): v.numpy() for k, v in state.items()}
-        got = f"a {type(state).__name__} of {len(state)} entries, {len(bad)} not str -> tensor"
-        got += f" ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})" if bad else ""
-    else:
-        got = f"a {type(state).__name__}"
-    raise ValueError(f"{path}: expected a state dict (str -> tensor) or a training checkpoint "
-                     f"with one under 'state_dict', got "
-                     f"{'a checkpoint whose state_dict is ' if wrapped else ''}{got}")
-
-
 def load_release(weights_path: str | Path, dict_path: str | Path,
                  pool_padding: PoolPadding = "pytorch_port") -> tuple[Vocabulary, dict[str, dict]]:
     """Loads `s3d_howto100m.pth` and `s3d_dict.npy`.
@@ -303,12 +275,6 @@ def load_release(weights_path: str | Path, dict_path: str | Path,
         ValueError: the .pth holds neither a state dict nor a training
             checkpoint, or its tensors do not match vtlearn's layout.
     """
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError("reading the .pth release needs torch: "
-                          "pip install 'vtlearn[milnce_release]'") from e
-    checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
-    variables = convert_state_dict(_state_dict(checkpoint, weights_path), pool_padding)
+    variables = convert_state_dict(read_state_dict(weights_path), pool_padding)
     rows = variables["text"]["params"]["word_embd"]["embedding"].shape[0]
     return release_vocabulary(load_word_list(dict_path), rows), variables
