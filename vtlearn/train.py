@@ -214,8 +214,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     Before the first step the whole config is checked: the train section,
     the settings and files of every evaluator that runs during training
-    (`every` > 0), and, when resuming, the config
-    saved in `workdir` (`vtlearn.run_config`).
+    (`every` > 0), and, when resuming, the config saved in `workdir`
+    (`vtlearn.run_config`).
 
     Returns:
       The metrics of the evaluations that ran (empty if none ran).

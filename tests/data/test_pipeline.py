@@ -138,6 +138,24 @@ def test_sequence_sampler_masks_short_videos(tmp_path):
     batch = next(pipeline.iterate_train(cfg, 2))
     np.testing.assert_array_equal(batch["text_mask"], [[1, 1, 0, 0]] * 2)
     assert np.all(batch["video"][:, 2:] == 0) and np.all(batch["text"][:, 2:] == 0)
+    # Records without steps: no ground truth (-1), and no error.
+    np.testing.assert_array_equal(batch["caption_step"], -1)
+    np.testing.assert_array_equal(batch["clip_step"], -1)
+
+
+def test_sequence_sampler_reports_each_captions_and_clips_ground_truth_step(tmp_path):
+    v = _video("v", [2.0, 10.0, 15.0], [6.0, 14.0, 19.0], 20.0)
+    v.captions.step = np.array([1, -1, 0])  # caption 1 is chatter
+    # Step 0 spans 9-20 s, step 1 spans 0-8 s: caption 2's clip lies in step 0, and
+    # so does caption 1's (chatter narrated during step 0).
+    v.segments = S.Segments(np.array([4, 2]), np.array([9.0, 0.0]), np.array([20.0, 8.0]))
+    records.write_tfrecord(tmp_path / "a.tfrecord", records.video_to_examples(v, 20.0))
+    Vocabulary(["w0", "w1", "w2"]).save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path, train_files=str(tmp_path / "a.tfrecord"), sampler="sequence",
+               num_pairs=3)
+    batch = next(pipeline.iterate_train(cfg, 2))
+    np.testing.assert_array_equal(batch["caption_step"], [[1, -1, 0]] * 2)
+    np.testing.assert_array_equal(batch["clip_step"], [[1, 0, 0]] * 2)
 
 
 def test_deterministic_under_seed_and_resumable(data_dir):

@@ -55,9 +55,9 @@ class Sampler(base.PairsSampler):
         if not cfg.video:
             centre = (tf.gather(lo, sel) + tf.gather(hi, sel)) / 2
         inside = ((centre[:, None] >= ex[S.SEGMENT_START][None])
-                  & (centre[:, None] < ex[S.SEGMENT_END][None]))
-        segment = tf.where(tf.reduce_any(inside, 1),
-                           tf.cast(tf.argmax(tf.cast(inside, tf.int32), 1), tf.int32), -1)
+                  & (centre[:, None] < ex[S.SEGMENT_END][None]))  # [n, segments], maybe 0
+        ids = tf.range(tf.shape(inside)[1], dtype=tf.int32)[None]
+        segment = tf.maximum(tf.reduce_max(tf.where(inside, ids, -1), axis=1), -1)
         out.update(caption_step=tf.where(mask, tf.gather(steps, sel), -1),
                    clip_step=tf.where(mask, segment, -1))
         return out
