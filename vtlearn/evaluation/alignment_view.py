@@ -174,11 +174,21 @@ def alignment_figure(
             raise ValueError(f"{name} must have shape {shape}, got {np.shape(value)}")
     if frames is not None and (np.ndim(frames) != 4 or len(frames) != n):
         raise ValueError(f"frames must be [n={n}, H, W, 3], got {np.shape(frames)}")
+    # The legend under the panels: what the marks mean, then one line per caption.
+    notes = ["orange boxes: ground truth (the clip shows the step the caption narrates)"
+             if truth is not None else "", "red: caption narrating no step (chatter)"
+             if relevant is not None else ""]
+    lines = [" · ".join(x for x in notes if x)] if any(notes) else []
+    if captions_text is not None:
+        soft_weight, s2dtw_weight = panels[1].sum(0), panels[2].sum(0)
+        for j, caption in enumerate(captions_text):
+            lines.append(f"{j + 1}: {caption[:70]}   [soft-DTW {soft_weight[j]:.2f}, "
+                         f"S2DTW {s2dtw_weight[j]:.2f}]")
     # Layout in inches: [frames] then three panels, each y labels | matrix | colour bar.
     cell, label_w, bar_w, top, axis_h = 0.38, 0.6, 1.25, 0.45, 0.65
     map_w, map_h = max(m * cell, 1.4), n * cell
     strip_w = 0.25 + map_h / n * _aspect(frames) if frames is not None else 0.0
-    legend_h = 0.0 if captions_text is None else 0.19 * (m + 2)
+    legend_h = 0.19 * (len(lines) + 1) if lines else 0.0
     width = 0.15 + strip_w + 3 * (label_w + map_w + bar_w)
     height = top + map_h + axis_h + legend_h
     fig = plt.figure(figsize=(width, height), dpi=120)
@@ -187,12 +197,10 @@ def alignment_figure(
         return (left / width, bottom / height, w / width, h / height)
 
     base = axis_h + legend_h
-    axes = []
     bar_labels = ("distance δ(clip, caption)", "soft-DTW weight", "S2DTW weight")
     for k, (matrix, title, label) in enumerate(zip(panels, PANEL_TITLES, bar_labels)):
         left = 0.15 + strip_w + k * (label_w + map_w + bar_w) + label_w
         ax = fig.add_axes(box(left, base, m * cell, map_h))
-        axes.append(ax)
         image = ax.imshow(matrix, cmap="magma_r" if k == 0 else "Blues", aspect="auto",
                           interpolation="nearest")
         fig.colorbar(image, cax=fig.add_axes(box(left + m * cell + 0.1, base, 0.12, map_h)),
@@ -224,18 +232,9 @@ def alignment_figure(
         strip.set_ylim(n - 0.5, -0.5)
         strip.set_title("frames")
         strip.axis("off")
-    notes = ["orange boxes: ground truth (the clip shows the step the caption narrates)"
-             if truth is not None else "", "red: caption narrating no step (chatter)"
-             if relevant is not None else ""]
-    lines = [" · ".join(x for x in notes if x)] if any(notes) else []
-    if captions_text is not None:
-        soft_weight, s2dtw_weight = panels[1].sum(0), panels[2].sum(0)
-        for j, caption in enumerate(captions_text):
-            lines.append(f"{j + 1}: {caption[:70]}   [soft-DTW {soft_weight[j]:.2f}, "
-                         f"S2DTW {s2dtw_weight[j]:.2f}]")
     for k, line in enumerate(lines):
-        chatter = (captions_text is not None and relevant is not None and k > 0
-                   and not relevant[k - 1])
+        caption = k - (len(lines) - (m if captions_text is not None else 0))
+        chatter = relevant is not None and caption >= 0 and not relevant[caption]
         fig.text(0.15 / width, (legend_h - 0.05 - 0.19 * k) / height, line, fontsize=8,
                  color="red" if chatter else "black", va="top", family="monospace")
     return fig
