@@ -26,6 +26,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from PIL import Image
 
+from vtlearn.data import records
 from vtlearn.data import schema as S
 from vtlearn.data.text import Vocabulary, tokenize
 
@@ -39,22 +40,13 @@ def match_files(pattern: str) -> list[str]:
 
 
 def iter_records(path: str) -> Iterator[tf.train.SequenceExample]:
-    """Yields the records of one file, with errors that name the file.
+    """Yields the records of one file as protos, with errors that name the file.
 
     Raises:
       ValueError: the file is corrupt or truncated, or a record is not a
         `SequenceExample` with the required context keys.
     """
-    dataset = iter(tf.data.TFRecordDataset(path))
-    index = 0
-    while True:
-        try:
-            raw = next(dataset)
-        except StopIteration:
-            return
-        except tf.errors.OpError as e:
-            raise ValueError(f"{path}: corrupt TFRecord file after {index} "
-                             f"records: {e.message.splitlines()[0]}") from e
+    for index, raw in enumerate(records.read_serialized(path)):
         try:
             example = tf.train.SequenceExample.FromString(raw.numpy())
         except DecodeError as e:
@@ -66,7 +58,6 @@ def iter_records(path: str) -> Iterator[tf.train.SequenceExample]:
             raise ValueError(f"{path}: record {index} is not a vtlearn chunk: "
                              f"it lacks {', '.join(missing)}")
         yield example
-        index += 1
 
 
 def _values(example: tf.train.SequenceExample, key: str) -> list:

@@ -224,12 +224,12 @@ class RecordError(ValueError):
     """A record file is corrupt or a record lacks a required key."""
 
 
-def read_chunks(path: str | Path, **parse_kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """Yields parsed records of one TFRecord file as NumPy dicts (tools/tests).
+def read_serialized(path: str | Path) -> Iterator[tf.Tensor]:
+    """Yields the serialized records (scalar tf.string) of one TFRecord file.
 
     Raises:
-      RecordError: naming the file and record index, for corrupt bytes or a
-        record that does not parse (e.g. a missing required key).
+      RecordError: naming the file and record index, for corrupt or truncated
+        bytes.
     """
     records = iter(tf.data.TFRecordDataset(str(path)))
     i = 0
@@ -238,16 +238,27 @@ def read_chunks(path: str | Path, **parse_kwargs) -> Iterator[dict[str, np.ndarr
             raw = next(records)
         except StopIteration:
             return
-        except tf.errors.DataLossError as e:
+        except tf.errors.OpError as e:
             raise RecordError(f"{path}: record {i} is corrupt: "
                               f"{e.message.splitlines()[0]}") from e
+        yield raw
+        i += 1
+
+
+def read_chunks(path: str | Path, **parse_kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """Yields parsed records of one TFRecord file as NumPy dicts (tools/tests).
+
+    Raises:
+      RecordError: naming the file and record index, for corrupt bytes or a
+        record that does not parse (e.g. a missing required key).
+    """
+    for i, raw in enumerate(read_serialized(path)):
         try:
             parsed = parse_example(raw, **parse_kwargs)
         except tf.errors.InvalidArgumentError as e:
             raise RecordError(f"{path}: record {i} is not a valid vtlearn chunk: "
                               f"{_explain(raw.numpy(), e)}") from e
         yield {k: v.numpy() for k, v in parsed.items()}
-        i += 1
 
 
 def _explain(raw: bytes, error: tf.errors.InvalidArgumentError) -> str:
