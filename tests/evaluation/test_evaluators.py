@@ -254,6 +254,15 @@ def test_a_nan_feature_in_evaluation_data_names_its_video(setup, tmp_path):
                     features_2d=features, features_3d=features, feature_rate=1.0)
     records.write_tfrecord(tmp_path / "bad.tfrecord", records.video_to_examples(video, 10.0))
     units = pipeline.Units("window", num_clips=1, window_seconds=2.0, stride_seconds=2.0)
-    with pytest.raises(ValueError, match=r"1 evaluation unit\(s\) .* video nanvid at 6.0-8.0 s"):
+    # Bad input is caught as it is read, naming the file, record, video and chunk.
+    with pytest.raises(records.RecordError, match=(
+            r"bad.tfrecord: record 0 is not a valid vtlearn chunk: FEATURES/2d/floats holds "
+            r"NaN or Inf \(video nanvid, chunk at 0 s\)$")):
         base.embed_units(trainer.method, state, trainer.mesh, config.data,
                          str(tmp_path / "bad.tfrecord"), units, batch_size=8, with_text=False)
+    # Embeddings a model turns non-finite are refused too, naming the units.
+    embedded = {"embedding": np.ones((3, 4), np.float32), "video_id": np.array(["a", "b", "c"]),
+                "start": np.array([0.0, 2.0, 4.0]), "end": np.array([2.0, 4.0, 6.0])}
+    embedded["embedding"][1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"1 evaluation unit\(s\) .* video b at 2.0-4.0 s"):
+        base._check_finite(embedded, "files")

@@ -274,7 +274,8 @@ def _explain(raw: bytes, error: tf.errors.InvalidArgumentError) -> str:
     if S.VIDEO_ID in context and S.CHUNK_START in context:
         where = (f" (video {context[S.VIDEO_ID].bytes_list.value[0].decode(errors='replace')}"
                  f", chunk at {context[S.CHUNK_START].float_list.value[0]:g} s)")
-    return error.message.split("}} ")[-1].splitlines()[0].strip() + where
+    message = error.message.split("}} ")[-1].splitlines()[0]
+    return message.split(" : Tensor had")[0].strip() + where  # CheckNumerics' own words
 
 
 def find_bad_record(paths: Iterable[str | Path], **parse_kwargs) -> RecordError | None:

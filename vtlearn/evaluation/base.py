@@ -205,7 +205,8 @@ def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.Con
 
 
 def _check_finite(units: dict[str, np.ndarray], files: str) -> None:
-    """Raises naming the first units whose embeddings are NaN/Inf (bad input data)."""
+    """Raises naming the first units whose embeddings are NaN/Inf (NaN/Inf in the
+    records already fails as they are read: `records.parse_example`)."""
     floats = [v.reshape(len(v), -1) for k, v in units.items()
               if k not in ("start", "end") and v.dtype.kind == "f"]
     bad = np.flatnonzero(~np.all(np.isfinite(np.concatenate(floats, axis=1)), axis=1))
