@@ -31,10 +31,6 @@ from vtlearn.evaluation import build_evaluators
 from vtlearn.methods import get_method
 
 
-# Batch entries the trainer keeps on the host (positions, ground truth for figures).
-HOST_KEYS = ("index", "caption_step", "clip_step")
-
-
 class NonFiniteError(RuntimeError):
     """Raised when a loss or gradient became NaN/Inf."""
 
@@ -267,13 +263,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         progress = metric_writers.Progress(tc.num_steps, clips_per_step(config), step)
         batches = pipeline.iterate_train(config.data, process_batch, start_index=start_index,
                                          skips=skips, **where)
+        on_host = pipeline.host_keys(config.data)
         logging.info("Compiling the train step (the first step) ...")
         started = time.perf_counter()
         pending = []
         while step < tc.num_steps:
             local = next(batches)
             position = int(local["index"][-1]) + 1
-            device_batch = {k: v for k, v in local.items() if k not in HOST_KEYS}
+            device_batch = {k: v for k, v in local.items() if k not in on_host}
             state, metrics = trainer.train_step(state, sharding.global_batch(device_batch, mesh))
             step += 1
             if step == start_step + 1:  # it compiled the step: not training time

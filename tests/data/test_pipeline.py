@@ -296,13 +296,16 @@ def test_samplers_declare_what_they_yield(data_dir, sampler):
     if sampler == "segments":
         cfg.update(video=False, audio_seconds=0.0)
     batch = next(pipeline.iterate_train(cfg, 4))
-    spec = pipeline.sample_spec(cfg)
-    assert set(batch) == set(spec) | {"index"}
-    for key, (shape, dtype) in spec.items():
+    spec = pipeline.sample_spec(cfg)  # what the devices get
+    host = pipeline.host_keys(cfg)
+    assert host == ("index",) + (("caption_step", "clip_step") if sampler == "sequence" else ())
+    assert set(batch) == set(spec) | set(host) and not set(spec) & set(host)
+    full = get_sampler(cfg).output_spec() | {"label": ((), np.dtype(np.int32))}
+    for key, (shape, dtype) in full.items():
         assert batch[key].shape == (4,) + shape and batch[key].dtype == dtype, key
     empty = get_sampler(cfg).empty()
     assert {k: (tuple(v.shape), v.dtype.as_numpy_dtype) for k, v in empty.items()} == {
-        k: (shape, dtype) for k, (shape, dtype) in spec.items() if k != "label"}
+        k: (shape, dtype) for k, (shape, dtype) in full.items() if k != "label"}
     assert get_sampler(cfg).clips_per_sample == (1 if sampler == "clip" else 3)
 
 

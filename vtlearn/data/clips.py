@@ -28,6 +28,14 @@ def caption_windows(ex, min_seconds):
     return lo, hi
 
 
+def caption_steps(ex):
+    """int32 [N]: each caption's ground-truth step (an index into the record's
+    segments), -1 for chatter and for records that carry no steps."""
+    steps = tf.cast(ex[S.CAPTION_STEP], tf.int32)
+    return tf.cond(tf.size(steps) > 0, lambda: steps,
+                   lambda: -tf.ones(tf.shape(ex[S.CAPTION_START]), tf.int32))
+
+
 def clip_seconds(cfg) -> float:
     return cfg.num_frames / cfg.fps if cfg.video else 0.0
 

@@ -257,10 +257,19 @@ def _category_filter(categories: tuple[int, ...]):
 def sample_spec(cfg: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Per-sample (shape, dtype) of the training batch keys the devices get.
 
-    The sampler's keys plus "label"; "index" stays on the host. Lets a model
-    be built and restored without reading any record.
+    The sampler's keys but its `host_keys`, plus "label"; "index" and the
+    `host_keys` stay on the host (`host_keys`). Lets a model be built and
+    restored without reading any record.
     """
-    return get_sampler(cfg).output_spec() | {"label": ((), np.dtype(np.int32))}
+    sampler = get_sampler(cfg)
+    return {k: v for k, v in sampler.output_spec().items() if k not in sampler.host_keys} | {
+        "label": ((), np.dtype(np.int32))}
+
+
+def host_keys(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """Training batch keys that stay on the host: "index" (the resume position)
+    and the sampler's `host_keys`."""
+    return ("index",) + get_sampler(cfg).host_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,10 +341,7 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
             tf.debugging.assert_equal(tf.size(texts), tf.size(start), message=(
                 f"records lack data.eval_text_key={text_key!r} for every caption"))
             label = tf.fill(tf.shape(start), tf.cast(ex[S.CATEGORY], tf.int32))
-            step = tf.cast(ex[S.CAPTION_STEP], tf.int32)
-            step = tf.cond(tf.size(step) > 0, lambda: step,
-                           lambda: -tf.ones(tf.shape(start), tf.int32))
-            return start, end, texts, label, step
+            return start, end, texts, label, clips.caption_steps(ex)
         if units.kind == "segment":
             return (seg_start, seg_end, tf.fill(tf.shape(seg_start), ""),
                     tf.cast(ex[S.SEGMENT_LABEL], tf.int32),

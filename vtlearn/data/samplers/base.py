@@ -32,6 +32,10 @@ class Sampler(abc.ABC):
     def output_spec(self) -> Spec:
         """Per-sample (shape, dtype) of every key `sample` returns."""
 
+    host_keys: tuple[str, ...] = ()
+    """Keys of `output_spec` that stay on the host (e.g. ground truth for figures):
+    batches carry them, the devices and the model never see them."""
+
     @abc.abstractmethod
     def sample(self, ex: dict[str, tf.Tensor], text_ids: tf.Tensor, usable: tf.Tensor,
                seed: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -8,7 +8,7 @@ Sample: video [n, T, H, W, 3] (and/or audio [n, A], features_* [n, D]),
 text [n, L], text_mask [n], and the ground truth the alignment view draws:
 caption_step [n] (the caption's step, an index into the record's segments,
 -1 for chatter or records without steps) and clip_step [n] (the segment that
-holds the clip's centre, -1 for none).
+holds the clip's centre, -1 for none); these two stay on the host.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from vtlearn.data.samplers import base
 
 class Sampler(base.PairsSampler):
     """See the module docstring."""
+
+    host_keys = ("caption_step", "clip_step")
 
     def output_spec(self) -> base.Spec:
         n = self.cfg.num_pairs
@@ -48,9 +50,7 @@ class Sampler(base.PairsSampler):
                for k, v in out.items()}
         out.update(text=tf.where(mask[:, None], tf.gather(text_ids, sel), 0),
                    text_mask=mask)
-        steps = tf.cast(ex[S.CAPTION_STEP], tf.int32)
-        steps = tf.cond(tf.size(steps) > 0, lambda: steps,
-                        lambda: -tf.ones(tf.shape(lo), tf.int32))
+        steps = clips.caption_steps(ex)
         centre = clip_start + clips.clip_seconds(cfg) / 2
         if not cfg.video:
             centre = (tf.gather(lo, sel) + tf.gather(hi, sel)) / 2
