@@ -73,21 +73,23 @@ class Progress:
     measure training steps only; evaluations still to come are not in the ETA.
     """
 
-    def __init__(self, total_steps: int, clips_per_step: int, start_step: int):
+    def __init__(self, total_steps: int, clips_per_step: int, start_step: int,
+                 now: float | None = None):
         self.total, self.clips = total_steps, clips_per_step
-        self.restart(start_step)
+        self.restart(start_step, now)
 
-    def restart(self, step: int) -> None:
-        """Measures the next rate from `step`, now."""
-        self._step, self._time = step, time.perf_counter()
+    def restart(self, step: int, now: float | None = None) -> None:
+        """Measures the next rate from `step` at time `now` (default: the clock's now)."""
+        self._step, self._time = step, time.perf_counter() if now is None else now
 
-    def update(self, step: int) -> dict[str, float]:
-        """Logs and returns the rates since the last call or `restart` ({} if no step ran)."""
+    def update(self, step: int, now: float | None = None) -> dict[str, float]:
+        """Logs and returns the rates from the last call or `restart` to `step` at
+        time `now` (default: the clock's now); {} if no step ran."""
         if step == self._step:
             return {}
-        now = time.perf_counter()
+        now = time.perf_counter() if now is None else now
         rate = (step - self._step) / max(now - self._time, 1e-9)
-        self.restart(step)
+        self.restart(step, now)
         eta = (self.total - step) / max(rate, 1e-9)
         logging.info("step %d/%d  %.2f steps/s  %.1f clips/s  ETA %s", step, self.total,
                      rate, rate * self.clips, format_duration(eta))
