@@ -594,6 +594,9 @@ def test_vocab_command_counts_each_videos_captions_once(tmp_path):
                   f"{tmp_path}/rec-00001-of-00002.tfrecord", "--out", str(out),
                   "--max_size", "4"])
     assert out.read_text().split() == ["the", "cut", "onion", "again"]  # ties: a-z
+    with pytest.raises(ValueError, match="seen --min_count=9 times: .*none.txt not written"):
+        convert.build_vocabulary(f"{tmp_path}/rec-*.tfrecord", tmp_path / "none.txt", 9)
+    assert not (tmp_path / "none.txt").exists()
     np.save(tmp_path / "f" / "d.npy", np.ones((2, 2), np.float32))
     convert.convert_features(tmp_path / "f", tmp_path / "bare", 1)
     with pytest.raises(ValueError, match="hold no captions"):

@@ -896,6 +896,9 @@ def build_vocabulary(records: str, out: str | Path, min_count: int = 1,
         raise ValueError(f"records {records!r} hold no captions: convert them with "
                          "--captions to build a vocabulary")
     vocabulary = Vocabulary.build(texts, min_count, max_size)
+    if not vocabulary.words:
+        raise ValueError(f"no word of the {len(texts)} captions in {records!r} is seen "
+                         f"--min_count={min_count} times: {out} not written")
     vocabulary.save(out)
     summary = {"out": str(out), "words": len(vocabulary.words), "videos": len(captions),
                "captions": len(texts)}
