@@ -156,6 +156,7 @@ class SourceVideo:
         captions: its caption track (empty if it has none).
         segments: optional ground-truth steps.
         duration: optional known duration, seconds.
+        category, category_name: optional class or task (-1: unknown).
     """
 
     video_id: str
@@ -163,6 +164,8 @@ class SourceVideo:
     captions: schema.Captions
     segments: schema.Segments | None = None
     duration: float | None = None
+    category: int = -1
+    category_name: str = ""
 
 
 # A loader turns a SourceVideo into a schema.Video plus warning messages; it
@@ -257,7 +260,8 @@ class VideoFileLoader:
             video_id=source.video_id, duration=duration, captions=source.captions,
             frames=frames.jpegs(duration), frame_rate=self.fps,
             waveform=waveform, sample_rate=self.sample_rate,
-            segments=source.segments), warnings
+            segments=source.segments, category=source.category,
+            category_name=source.category_name), warnings
 
     def _render(self, frame: av.VideoFrame) -> bytes:
         width, height = resized_size((frame.width, frame.height), self.short_side)
@@ -436,7 +440,8 @@ class FeatureLoader:
             video_id=source.video_id, duration=duration, captions=source.captions,
             features_2d=feats.get("2d"), features_3d=feats.get("3d"),
             feature_rate=self.feature_rate, waveform=waveform,
-            sample_rate=self.waveform_rate, segments=source.segments), warnings
+            sample_rate=self.waveform_rate, segments=source.segments,
+            category=source.category, category_name=source.category_name), warnings
 
     def _features(self, source: SourceVideo, stream: str) -> np.ndarray:
         """float32 [N, D] features of one stream."""

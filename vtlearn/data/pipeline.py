@@ -284,12 +284,16 @@ class Units:
         `stride_seconds` from 0 up to the video's duration; text = the
         words of the captions (`caption/string`, the ASR) overlapping the
         window, in time order; label = the step label of the segment
-        holding the window's center, -1 in background). Caption and segment windows shorter than
+        holding the window's center, -1 in background) or "video" (the whole
+        video, label = its category; for records that hold each video in one
+        chunk, as the benchmark conversion writes them). Caption and segment windows shorter than
         `min_seconds` are widened to it (symmetrically, inside the chunk).
       num_clips: C clips evenly spaced over each window (0: `data.eval_num_clips`).
       window_seconds, stride_seconds: "window" units only.
       min_seconds: the shortest caption or segment window; -1 = `data.min_caption_seconds`
         (what training widens captions to); a window must still hold one clip.
+      keep_wordless: keep caption units whose text has no word in the
+        vocabulary (benchmarks: every annotated clip is a query).
     """
 
     kind: str = "caption"
@@ -297,6 +301,7 @@ class Units:
     window_seconds: float = 1.0
     stride_seconds: float = 1.0
     min_seconds: float = -1.0
+    keep_wordless: bool = False
 
     def __post_init__(self):
         if self.kind not in UNIT_KINDS:
@@ -309,7 +314,7 @@ class Units:
             raise ValueError(f"num_clips must be >= 0, got {self.num_clips}")
 
 
-UNIT_KINDS = ("caption", "segment", "window")
+UNIT_KINDS = ("caption", "segment", "window", "video")
 
 
 def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
@@ -346,6 +351,13 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
             return (seg_start, seg_end, tf.fill(tf.shape(seg_start), ""),
                     tf.cast(ex[S.SEGMENT_LABEL], tf.int32),
                     tf.range(tf.shape(seg_start)[0], dtype=tf.int32))
+        if units.kind == "video":
+            tf.debugging.assert_less_equal(
+                ex[S.CHUNK_START] - ex[S.CHUNK_END] + ex[S.DURATION], 1e-3, message=(
+                    "\"video\" units need each video in one record (the benchmark "
+                    "conversion writes them so); this video is cut into chunks"))
+            return ([0.0], tf.reshape(ex[S.DURATION], [1]), [""],
+                    tf.reshape(tf.cast(ex[S.CATEGORY], tf.int32), [1]), [-1])
         count = tf.cast(tf.math.ceil(ex[S.DURATION] / units.stride_seconds), tf.int32)
         start = tf.cast(tf.range(count), tf.float32) * units.stride_seconds
         end = start + units.window_seconds
@@ -379,16 +391,16 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
                                            max(span, cfg.min_caption_seconds
                                                if units.min_seconds < 0 else units.min_seconds))
         own = (center >= ex[S.CHUNK_START]) & (center < ex[S.CHUNK_END]) & (hi > lo)
-        if units.kind != "window":
+        if units.kind in ("caption", "segment"):
             own &= hi - lo >= span - clips.EPS
-        if units.kind == "caption":
+        if units.kind == "caption" and not units.keep_wordless:
             own &= tf.reduce_any(text_ids != 0, axis=-1)
         if cfg.video:
             own &= tf.shape(ex[S.FRAMES])[0] > 0
         sel = tf.cast(tf.where(own)[:, 0], tf.int32)
         lo, hi = tf.gather(lo, sel), tf.gather(hi, sel)
         frac = (tf.range(c, dtype=tf.float32) + 0.5) / c
-        # A window shorter than a clip ("window" units only) gets clips centred on it.
+        # A window shorter than a clip ("window", "video" units) gets clips centred on it.
         first = tf.where(hi - lo < span, (lo + hi - span) / 2, lo)
         clip_start = first[:, None] + frac[None] * tf.maximum(hi - lo - span, 0.0)[:, None]
         flat = clips.modalities(ex, tf.repeat(lo, c), tf.repeat(hi, c),

@@ -28,6 +28,8 @@ from vtlearn.data import pipeline
 from vtlearn.data.text import Vocabulary
 
 CLIP_KEYS = ("video", "audio", "audio_frames", "features_2d", "features_3d")
+# What `embed_units` returns besides the method's outputs.
+METADATA_KEYS = ("text", "text_ids", "label", "step", "category", "start", "end", "video_id")
 PROGRESS_SECONDS = 30.0  # an embedding pass logs its progress this often
 VIDEO_ID_BYTES = 128  # video ids travel between processes as fixed-width bytes
 
@@ -103,10 +105,10 @@ class Evaluator(abc.ABC):
         return pattern
 
     def embed_units(self, variables: Variables, files: str, units: pipeline.Units,
-                    with_text: bool = True) -> dict[str, np.ndarray]:
+                    with_text: bool = True, average_clips: bool = True) -> dict[str, np.ndarray]:
         """`embed_units` over this run's data settings."""
         return embed_units(self.method, variables, self.mesh, self.config.data, files, units,
-                           self.batch_size, with_text=with_text)
+                           self.batch_size, with_text=with_text, average_clips=average_clips)
 
     def embed_texts(self, variables: Variables, texts: Sequence[str]) -> np.ndarray:
         """Joint-space embeddings [N, D] of raw texts (step or class names)."""
@@ -131,11 +133,11 @@ def _jitted(method):
 
 def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.ConfigDict,
                 files: str, units: pipeline.Units, batch_size: int,
-                with_text: bool = True) -> dict[str, np.ndarray]:
+                with_text: bool = True, average_clips: bool = True) -> dict[str, np.ndarray]:
     """Embeds every evaluation unit of `files` in one sharded pass.
 
     Each unit's C clips are embedded and averaged (every output of
-    `method.embed_video`). Every process reads its own files; all processes
+    `method.embed_video`; kept per clip, [U, C, ...], with `average_clips=False`). Every process reads its own files; all processes
     get all units.
 
     Args:
@@ -147,6 +149,7 @@ def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.Con
       units: which units (`vtlearn.data.pipeline.Units`).
       batch_size: global units per step (divisible by the device count).
       with_text: also embed the units' texts (caption units).
+      average_clips: average each output over a unit's C clips.
 
     Returns:
       NumPy arrays over the U valid units: the outputs of `method.embed_video`
@@ -183,7 +186,9 @@ def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.Con
                 {"text": batch["text"][:, 0]}, mesh)["text"])
         host = sharding.to_host(host)
         for key in set(host) - {"text"}:
-            host[key] = np.asarray(host[key]).reshape((-1, c) + host[key].shape[1:]).mean(1)
+            host[key] = np.asarray(host[key]).reshape((-1, c) + host[key].shape[1:])
+            if average_clips:
+                host[key] = host[key].mean(1)
         meta = sharding.to_host({k: batch[k] for k in ("valid", "label", "step", "category",
                                                       "start", "end")}
                                 | {"text_ids": batch["text"][:, 0],
