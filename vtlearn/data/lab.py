@@ -1203,25 +1203,36 @@ def _flag_value(text: str) -> Any:
     return float(text)
 
 
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """`--preset` and one override flag per `LabConfig` field."""
+    parser.add_argument("--preset", default="local", choices=PRESETS)
+    for field in dataclasses.fields(LabConfig):
+        parser.add_argument(f"--{field.name}", type=_flag_value,
+                            default=None, help=f"override ({field.type})")
+
+
+def config_from_flags(parser: argparse.ArgumentParser,
+                      args: argparse.Namespace) -> LabConfig:
+    """The `LabConfig` of `add_config_flags`' flags (a bad value exits naming it)."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(LabConfig)
+                 if getattr(args, f.name) is not None}
+    try:
+        return lab_config(args.preset, **overrides)
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generates (or finds) a lab and prints where it is and what it holds."""
     parser = argparse.ArgumentParser(
         prog="python -m vtlearn.data.lab",
         description="Generate the synthetic narrated-video lab.")
-    parser.add_argument("--preset", default="local", choices=PRESETS)
     parser.add_argument("--out_dir", default=None,
                         help=f"cache directory (default {default_cache_dir()})")
     parser.add_argument("--workers", type=int, default=None)
-    for field in dataclasses.fields(LabConfig):
-        parser.add_argument(f"--{field.name}", type=_flag_value,
-                            default=None, help=f"override ({field.type})")
+    add_config_flags(parser)
     args = parser.parse_args(argv)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(LabConfig)
-                 if getattr(args, f.name) is not None}
-    try:
-        config = lab_config(args.preset, **overrides)
-    except ValueError as e:
-        parser.error(str(e))
+    config = config_from_flags(parser, args)
     out_dir = Path(args.out_dir) if args.out_dir else default_cache_dir()
     cached = _current(out_dir / config_hash(config), config) is not None
     begin = time.perf_counter()
