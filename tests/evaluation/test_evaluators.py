@@ -123,7 +123,8 @@ def test_probe_on_whole_videos_with_an_svm(setup):
 
 @pytest.mark.parametrize("key, value, message", [
     ("type", "nope", r"config.evals.retrieval.type='nope' names no plug-in.*built in: "
-                     r"alignment_view, clustering, groundability, linear_probe, retrieval$"),
+                     r"action_recognition, alignment_view, clustering, crosstask, groundability, "
+                     r"linear_probe, msrvtt, retrieval, youcook2$"),
     ("files", "/nowhere/*.tfrecord", r"config.evals.retrieval.files .*matches no file"),
 ])
 def test_bad_evaluator_settings_fail_when_built(setup, key, value, message):

@@ -1,8 +1,12 @@
 """Evaluators: one module each, chosen by `config.evals.<name>.type`.
 
-Built in: "retrieval" (zero-shot text-video retrieval), "linear_probe"
-(frozen features, linear classifier) and "alignment_view" (VT-TWINS Fig. 5
-matrices as a PNG). See `vtlearn.evaluation.base` for the interface.
+Built in, on records (the lab's or converted ones): "retrieval" (zero-shot
+text-video retrieval), "linear_probe" (frozen features, linear classifier),
+"clustering" (MCN's clustering metrics), "groundability" (Hessel et al.'s
+intra-video AUC) and "alignment_view" (VT-TWINS Fig. 5 matrices as a PNG).
+On the downstream benchmarks' own files (`vtlearn.evaluation.benchmark`):
+"youcook2", "msrvtt", "crosstask" and "action_recognition" (HMDB51, UCF101).
+See `vtlearn.evaluation.base` for the interface.
 """
 
 from __future__ import annotations

@@ -120,6 +120,37 @@ def text_video_retrieval_metrics(
     return {f"t2v/{k}": v for k, v in t2v.items()} | {f"v2t/{k}": v for k, v in v2t.items()}
 
 
+def paired_retrieval_metrics(
+    similarity: np.ndarray, num_pairs: int | None = None, recall_at: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """`text_video_retrieval_metrics` of a benchmark whose missing videos count as misses.
+
+    Args:
+        similarity: [P, P] over the P pairs whose video could be embedded; text
+            i belongs with video i.
+        num_pairs: the benchmark's N >= P pairs (default P). Each of the N - P
+            pairs without a video is a miss in both directions, ranked N, so
+            recalls keep the benchmark's denominator (MSR-VTT 1k-A: 1,000).
+        recall_at: the K of the reported recalls.
+
+    Returns:
+        Keys "t2v/..." and "v2t/..." as in `text_video_retrieval_metrics`.
+    """
+    similarity = np.asarray(similarity)
+    if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1]:
+        raise ValueError(f"need a square [P, P] matrix, got shape {similarity.shape}")
+    p = len(similarity)
+    n = p if num_pairs is None else num_pairs
+    if n < p:
+        raise ValueError(f"num_pairs={n} is less than the {p} embedded pairs")
+    misses = np.full(n - p, n)
+    out = {}
+    for direction, matrix in (("t2v", similarity), ("v2t", similarity.T)):
+        ranks = np.concatenate([correct_item_ranks(matrix) if p else [], misses])
+        out |= {f"{direction}/{k}": v for k, v in _summary(ranks, recall_at).items()}
+    return out
+
+
 def clip_averaged_similarity(
     text: np.ndarray, video: np.ndarray, clip_mask: np.ndarray | None = None
 ) -> np.ndarray:

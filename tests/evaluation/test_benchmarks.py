@@ -1,0 +1,402 @@
+"""The benchmark evaluators on their official file formats.
+
+Parsers read hand-written files (awkward cases included); metrics are checked
+on hand-computed cases and against brute force; each evaluator runs end to
+end on the lab's export of its benchmark with the feature tower (initialised,
+not trained: the check is the plumbing, against a NumPy reference computed
+from the exported files), and the pixel path's windows are compared with the
+lab's own frames.
+"""
+
+import itertools
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from vtlearn import sharding, train
+from vtlearn.config_defaults import load_config, use_lab_features
+from vtlearn.data import lab, lab_exports, pipeline, sources
+from vtlearn.evaluation import action_recognition, build_evaluators, crosstask, msrvtt, youcook2
+from vtlearn.evaluation.base import section
+from vtlearn.evaluation.retrieval import correct_item_ranks, paired_retrieval_metrics
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+# Parsers -------------------------------------------------------------------------
+
+
+def test_youcook2_json_and_csv_give_the_same_clips(tmp_path):
+    (tmp_path / "a.csv").write_text("end,start,task,text,video_id\n5.5,1,101,cut the onion,v1\n"
+                                    "9,6,101,fry it,v1\n4,0,102,boil water,v2\n")
+    (tmp_path / "a.json").write_text(json.dumps({"database": {
+        "v1": {"subset": "validation", "recipe_type": "101", "annotations": [
+            {"segment": [1, 5.5], "sentence": "cut the onion"},
+            {"segment": [6, 9], "sentence": "fry it"}]},
+        "v2": {"subset": "validation", "recipe_type": "102", "annotations": [
+            {"segment": [0, 4], "sentence": "boil water"}]},
+        "v3": {"subset": "training", "recipe_type": "102", "annotations": [
+            {"segment": [0, 4], "sentence": "not a validation clip"}]}}}))
+    from_csv = youcook2.read_clips(tmp_path / "a.csv")
+    assert from_csv == youcook2.read_clips(tmp_path / "a.json")
+    assert [c.video_id for c in from_csv] == ["v1", "v1", "v2"]
+    assert from_csv[0] == youcook2.Clip("v1", 1.0, 5.5, "cut the onion", "101")
+    assert len(youcook2.read_clips(tmp_path / "a.json", subset="training")) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("end,start,task,text\n1,0,1,a\n", "line 1 lacks column(s) ['video_id']"),
+    ("end,start,task,text,video_id\n5,1,1,a,v\n5,x,1,b,v\n", "line 3: could not convert"),
+    ("end,start,task,text,video_id\n5,1,1,a,v\n4,4,1,b,v\n", "line 3: segment [4.0, 4.0]"),
+])
+def test_a_bad_youcook2_csv_names_the_line(tmp_path, text, message):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(ValueError, match=f"bad.csv: {message}".replace("[", r"\[")
+                       .replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        youcook2.read_clips(tmp_path / "bad.csv")
+
+
+def test_a_bad_youcook2_json_entry_is_named(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"database": {"v1": {
+        "subset": "validation", "annotations": [{"segment": [1, 2], "sentence": "ok"},
+                                                {"sentence": "no segment"}]}}}))
+    with pytest.raises(ValueError, match=r"database\['v1'\]\.annotations\[1\]: needs segment"):
+        youcook2.read_clips(tmp_path / "a.json")
+
+
+def test_msrvtt_pairs_and_a_missing_column(tmp_path):
+    (tmp_path / "t.csv").write_text("key,vid_key,video_id,sentence\nret0,msr7,video7,a dog runs\n"
+                                    "ret1,msr8,video8,\n")
+    assert msrvtt.read_pairs(tmp_path / "t.csv") == [("video7", "a dog runs"), ("video8", "")]
+    (tmp_path / "u.csv").write_text("key,vid_key,sentence\nret0,msr7,a\n")
+    with pytest.raises(ValueError, match=r"u.csv: line 1 lacks column\(s\) \['video_id'\]"):
+        msrvtt.read_pairs(tmp_path / "u.csv")
+
+
+def test_crosstask_files_parse_and_bad_lines_are_named(tmp_path):
+    (tmp_path / "tasks.txt").write_text("16815\nMake Pancakes\nhttp://a\n3\nadd flour,add egg,"
+                                        "flip pancake\n\n23521\nJello Shots\nhttp://b\n2\n"
+                                        "pour water,stir mixture\n\n")
+    tasks = crosstask.read_tasks(tmp_path / "tasks.txt")
+    assert list(tasks) == ["16815", "23521"]
+    assert tasks["16815"].steps == ("add flour", "add egg", "flip pancake")
+    (tmp_path / "bad.txt").write_text("1\nT\nu\n3\na,b\n\n")
+    with pytest.raises(ValueError, match="bad.txt: line 5: task 1 declares 3 steps but lists 2"):
+        crosstask.read_tasks(tmp_path / "bad.txt")
+    (tmp_path / "v.csv").write_text("16815,vidA,https://y/vidA\n\n23521,vidB,u\n")
+    assert crosstask.read_videos(tmp_path / "v.csv") == [("16815", "vidA"), ("23521", "vidB")]
+    (tmp_path / "a.csv").write_text("1,0.5,3.2\n4,5,6\n")
+    with pytest.raises(ValueError, match=r"a.csv: line 2: step 4 outside 1..3"):
+        crosstask.read_annotation(tmp_path / "a.csv", 3)
+    (tmp_path / "b.csv").write_text("1,5,3\n")
+    with pytest.raises(ValueError, match=r"b.csv: line 1: interval \[5.0, 3.0\]"):
+        crosstask.read_annotation(tmp_path / "b.csv", 3)
+
+
+def test_hmdb_splits_leave_out_videos_listed_only_as_unused(tmp_path):
+    for name, lines in (("brush_hair", "a.avi 1\nb.avi 2\nz.avi 0\n"),
+                        ("cartwheel", "c.avi 2\nd.avi 1\n")):
+        for split in (1, 2, 3):
+            (tmp_path / f"{name}_test_split{split}.txt").write_text(lines)
+    splits = action_recognition.read_hmdb_splits(tmp_path)
+    assert splits.classes == ("brush_hair", "cartwheel")
+    assert splits.labels == {"a": 0, "b": 0, "c": 1, "d": 1}
+    assert splits.train[0] == ("a", "d") and splits.test[2] == ("b", "c")
+    assert splits.unused == ("z",)
+    (tmp_path / "cartwheel_test_split2.txt").write_text("c.avi 2\nd.avi 3\n")
+    with pytest.raises(ValueError, match=r"cartwheel_test_split2.txt: line 2: expected"):
+        action_recognition.read_hmdb_splits(tmp_path)
+
+
+def test_ucf_lists_and_a_class_missing_from_classind(tmp_path):
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 YoYo\n")
+    for split in (1, 2, 3):
+        (tmp_path / f"trainlist0{split}.txt").write_text(
+            "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nYoYo/v_YoYo_g01_c01.avi 2\n")
+        (tmp_path / f"testlist0{split}.txt").write_text("YoYo/v_YoYo_g02_c01.avi\n")
+    splits = action_recognition.read_ucf_splits(tmp_path)
+    assert splits.labels == {"v_ApplyEyeMakeup_g08_c01": 0, "v_YoYo_g01_c01": 1,
+                             "v_YoYo_g02_c01": 1}
+    assert splits.test[1] == ("v_YoYo_g02_c01",)
+    (tmp_path / "testlist03.txt").write_text("YoYo/a.avi\nSkiing/v_Skiing_g01_c01.avi\n")
+    with pytest.raises(ValueError, match=r"testlist03.txt: line 2: class 'Skiing'"):
+        action_recognition.read_ucf_splits(tmp_path)
+
+
+def test_class_names_become_words():
+    assert action_recognition.class_text("brush_hair") == "brush hair"
+    assert action_recognition.class_text("ApplyEyeMakeup") == "apply eye makeup"
+    assert action_recognition.class_text("YoYo") == "yo yo"
+
+
+# Metrics -------------------------------------------------------------------------
+
+
+def test_missing_pairs_are_misses_with_the_benchmarks_denominator():
+    similarity = np.array([[0.9, 0.1, 0.5],
+                           [0.2, 0.3, 0.8],
+                           [0.1, 0.7, 0.6]])
+    # t2v ranks: query 0 -> 1, query 1 -> 2 (0.8 beats it), query 2 -> 2; one missing pair -> 4.
+    # v2t ranks (columns): video 0 -> 1, video 1 -> 2 (0.7), video 2 -> 2 (0.8); missing -> 4.
+    m = paired_retrieval_metrics(similarity, num_pairs=4, recall_at=(1, 2))
+    assert m["t2v/R@1"] == 25.0 and m["t2v/R@2"] == 75.0 and m["t2v/MedR"] == 2.0
+    assert m["t2v/MeanR"] == pytest.approx((1 + 2 + 2 + 4) / 4)
+    assert m["v2t/R@1"] == 25.0 and m["v2t/R@2"] == 75.0
+    without = paired_retrieval_metrics(similarity, recall_at=(1,))
+    assert without["t2v/R@1"] == pytest.approx(100 / 3)
+
+
+def test_the_ordering_dp_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for t_count, k_count in [(1, 1), (3, 3), (5, 2), (7, 3), (8, 4), (6, 1)]:
+        scores = rng.normal(size=(t_count, k_count))
+        y = crosstask.order_constrained_assignment(scores)
+        best = max(itertools.combinations(range(t_count), k_count),
+                   key=lambda ts: sum(scores[t, k] for k, t in enumerate(ts)))
+        assert y.sum(axis=0).tolist() == [1] * k_count
+        assert tuple(int(np.argmax(y[:, k])) for k in range(k_count)) == best
+    with pytest.raises(ValueError, match="2 seconds cannot hold 3 ordered steps"):
+        crosstask.order_constrained_assignment(np.zeros((2, 3)))
+
+
+def test_step_recall_by_task_and_by_video():
+    rows = [(0, 0.5, 2.2), (1, 4, 5), (0, 6, 6.5)]  # step 0 twice, step 2 never
+    y = crosstask.ground_truth(rows, 8, 3)
+    assert y[:, 0].tolist() == [1, 1, 1, 0, 0, 0, 1, 0] and y[:, 1].tolist() == [0] * 4 + [1] + [0] * 3
+    hit_one = np.zeros((8, 3), np.uint8)
+    hit_one[[0, 3, 7], [0, 1, 2]] = 1  # step 0 hit, step 1 missed
+    other = np.zeros((4, 2), np.uint8)
+    other[0, 0] = other[1, 1] = 1
+    truth_other = np.zeros((4, 2), np.uint8)
+    truth_other[0, 0] = truth_other[3, 1] = 1  # 1 of 2
+    truth = {"a": [y, truth_other], "b": [truth_other]}
+    predicted = {"a": [hit_one, other], "b": [other]}
+    by_task = crosstask.step_recall(truth, predicted, "task")
+    assert by_task["a"] == pytest.approx(100 * 2 / 4) and by_task["b"] == 50.0
+    by_video = crosstask.step_recall({"a": [y, truth_other, truth_other * 0]},
+                                     {"a": [hit_one, other, other]}, "video")
+    assert by_video["a"] == pytest.approx(100 * (1 / 2 + 1 / 2) / 2)  # no-step video left out
+    assert crosstask.uniform_assignment(10, 3).argmax(axis=0).tolist() == [1, 5, 8]
+
+
+def test_the_window_svm_sums_decision_functions_over_windows():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 5)) * 4
+    labels = np.repeat(np.arange(3), 6)
+    windows = centres[labels][:, None] + rng.normal(size=(18, 4, 5))
+    assert action_recognition.svm_accuracy(windows, labels, windows, labels) == 100.0
+    # Two classes (one decision function): a test video whose windows mostly look
+    # like class 1 but with one far window of class 0 is class 0 by the summed
+    # decision, class 1 by a majority vote.
+    two = labels < 2
+    test = np.stack([centres[1] * 1.0, centres[1] * 1.0, centres[1] * 1.0, centres[0] * 12.0])
+    predicted = action_recognition.svm_accuracy(windows[two], labels[two], test[None],
+                                                np.array([0]))
+    assert predicted == 100.0
+
+
+# End to end on the lab's exports ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
+    config.data.lab_dir = str(tmp_path_factory.mktemp("lab"))
+    use_lab_features(config)
+    config = sources.resolve_data(config)
+    trainer = train.Trainer(config, sharding.make_mesh())
+    lab_config = lab.LabConfig(**config.lab.to_dict())
+    exports = tmp_path_factory.mktemp("exports")
+    data_dirs = {f: lab_exports.export(lab_config, f, exports / f)
+                 for f in lab_exports.FORMATS}
+    return config, trainer, trainer.init_state(), data_dirs, tmp_path_factory.mktemp("cache")
+
+
+def _evaluator(setup, name, type_, **settings):
+    config, trainer, state, data_dirs, cache = setup
+    config = config.copy_and_resolve_references()
+    data_dir = data_dirs[settings.pop("export", type_)]
+    features = data_dir.parent / "features" if type_ == "crosstask" else data_dir / "features"
+    settings = dict(dict(data_dir=str(data_dir), features_dir=str(features),
+                         cache_dir=str(cache)), **settings)
+    config.evals[name] = section(type_, every=0, **settings)
+    (evaluator,) = build_evaluators(trainer.method, trainer.mesh, config, None, [name]).values()
+    return evaluator
+
+
+def _window_features(path, start, end):
+    """The reference window input: feature rows overlapping [start, end) averaged."""
+    with np.load(path) as f:
+        out = {}
+        for stream in ("2d", "3d"):
+            t = np.arange(len(f[stream]))
+            inside = (t < end) & (t + 1 > start)
+            out[f"features_{stream}"] = f[stream][inside].mean(axis=0)
+    return out
+
+
+def _embed(setup, windows):
+    import jax
+
+    _, trainer, state, _, _ = setup
+    inputs = {k: np.stack([w[k] for w in windows]) for k in windows[0]}
+    return np.asarray(jax.jit(trainer.method.embed_video)(state.params, state.model_state,
+                                                          inputs)["embedding"])
+
+
+def _ranks_reference(similarity):
+    """1-based rank of the diagonal, ties pessimistic, by explicit loops."""
+    ranks = []
+    for i, row in enumerate(similarity):
+        ranks.append(1 + sum(1 for j, v in enumerate(row) if j != i and v >= row[i]))
+    return np.array(ranks)
+
+
+def test_youcook2_end_to_end_matches_a_reference_from_the_files(setup):
+    evaluator = _evaluator(setup, "yc", "youcook2", num_clips=2)
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    clips = youcook2.read_clips(data_dirs["youcook2"] / "validation_youcook.csv")
+    windows = [_window_features(data_dirs["youcook2"] / "features" / f"{c.video_id}.npz",
+                                c.start, c.end) for c in clips]
+    video = _embed(setup, windows)
+    text = evaluator.embed_texts(state, [c.text for c in clips])
+    ranks = _ranks_reference(text @ video.T)
+    assert metrics["clips"] == len(clips) == metrics["clips_embedded"]
+    assert metrics["t2v/R@1"] == pytest.approx(100 * np.mean(ranks <= 1))
+    assert metrics["t2v/MedR"] == pytest.approx(np.median(ranks))
+    np.testing.assert_array_equal(correct_item_ranks(text @ video.T), ranks)
+
+
+def test_msrvtt_counts_a_missing_video_as_a_miss(setup, tmp_path):
+    import shutil
+
+    _, _, state, data_dirs, _ = setup
+    data_dir = tmp_path / "msrvtt"
+    shutil.copytree(data_dirs["msrvtt"], data_dir)
+    pairs = msrvtt.read_pairs(data_dir / "MSRVTT_JSFUSION_test.csv")
+    (data_dir / "features" / f"{pairs[0][0]}.npz").unlink()
+    config, trainer = setup[0].copy_and_resolve_references(), setup[1]
+    config.evals.mv = section("msrvtt", every=0, data_dir=str(data_dir),
+                              features_dir=str(data_dir / "features"), cache_dir=str(tmp_path))
+    (evaluator,) = build_evaluators(trainer.method, trainer.mesh, config, None, ["mv"]).values()
+    metrics = evaluator.run(state, 0)
+    assert metrics["videos_missing"] == 1 and metrics["pairs"] == len(pairs)
+    present = pairs[1:]
+    video = _embed(setup, [_window_features(data_dir / "features" / f"{v}.npz", 0, 1e9)
+                           for v, _ in present])
+    text = evaluator.embed_texts(state, [t for _, t in present])
+    ranks = np.concatenate([_ranks_reference(text @ video.T), [len(pairs)]])
+    assert metrics["t2v/R@5"] == pytest.approx(100 * np.mean(ranks <= 5))
+    assert metrics["t2v/MeanR"] == pytest.approx(ranks.mean())
+
+
+def test_crosstask_end_to_end_matches_a_reference_from_the_files(setup):
+    evaluator = _evaluator(setup, "ct", "crosstask")
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    root = data_dirs["crosstask"]
+    tasks = crosstask.read_tasks(root / "tasks_primary.txt")
+    truth, predicted = {}, {}
+    for task, vid in crosstask.read_videos(root / "videos_val.csv"):
+        with np.load(root.parent / "features" / f"{vid}.npz") as f:
+            seconds = len(f["2d"])
+        video = _embed(setup, [_window_features(root.parent / "features" / f"{vid}.npz", t, t + 1)
+                               for t in range(seconds)])
+        steps = evaluator.embed_texts(state, list(tasks[task].steps))
+        rows = crosstask.read_annotation(root / "annotations" / f"{task}_{vid}.csv",
+                                         len(tasks[task].steps))
+        truth.setdefault(task, []).append(crosstask.ground_truth(rows, seconds, len(steps)))
+        predicted.setdefault(task, []).append(
+            crosstask.order_constrained_assignment(video @ steps.T))
+    assert metrics["recall"] == pytest.approx(crosstask.step_recall(truth, predicted)["mean"])
+    assert metrics["videos"] == sum(map(len, truth.values()))
+    assert 0 <= metrics["recall_uniform"] <= 100
+
+
+@pytest.mark.parametrize("export", ["hmdb51", "ucf101"])
+def test_action_recognition_end_to_end_on_both_layouts(setup, export):
+    evaluator = _evaluator(setup, export, "action_recognition", dataset=export, num_clips=3,
+                           export=export)
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    assert set(metrics) >= {"top1/split1", "top1/split3", "top1", "zero_shot_top1", "chance"}
+    assert metrics["chance"] == pytest.approx(100 / len(evaluator.splits.classes))
+    # Zero-shot from the files: the class name's text against the clip's mean window.
+    split = evaluator.splits
+    features = data_dirs[export] / "features"
+    test = split.test[0]
+    video = _embed(setup, [_window_features(features / f"{v}.npz", 0, 1e9) for v in test])
+    names = evaluator.embed_texts(state, [action_recognition.class_text(c)
+                                          for c in split.classes])
+    expected = np.argmax(video @ names.T, axis=1) == np.array([split.labels[v] for v in test])
+    assert metrics["zero_shot_top1/split1"] == pytest.approx(100 * expected.mean())
+
+
+def test_a_second_evaluation_reads_the_converted_records(setup):
+    evaluator = _evaluator(setup, "yc2", "youcook2")
+    _, _, state, _, cache = setup
+    first = evaluator.run(state, 0)
+    records = sorted(cache.rglob("yc2-*/*.tfrecord"))
+    stamps = [p.stat().st_mtime_ns for p in records]
+    assert records and evaluator.run(state, 1) == first
+    assert [p.stat().st_mtime_ns for p in records] == stamps
+
+
+def test_benchmark_settings_fail_before_any_work(setup, tmp_path):
+    with pytest.raises(ValueError, match="config.evals.yc.data_dir is empty"):
+        _evaluator(setup, "yc", "youcook2", data_dir="")
+    config, trainer = setup[0].copy_and_resolve_references(), setup[1]
+    config.evals.ct = section("crosstask", every=0, data_dir=str(tmp_path),
+                              features_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="tasks_primary.txt"):
+        build_evaluators(trainer.method, trainer.mesh, config, None, ["ct"])
+    config.evals.ct.data_dir = str(setup[3]["crosstask"])
+    config.evals.ct.features_dir = ""
+    with pytest.raises(ValueError, match="features_dir is empty"):
+        build_evaluators(trainer.method, trainer.mesh, config, None, ["ct"])
+
+
+# The pixel path ------------------------------------------------------------------
+
+
+def test_benchmark_windows_hold_the_exported_videos_frames(setup, tmp_path):
+    """Decoded, resized and centre-cropped windows of an exported video against the
+    lab's frames at the same times (MPEG-4 is lossy: close, and closer than the
+    frames one step later)."""
+    config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
+    config.data.lab_dir = setup[0].data.lab_dir
+    config = sources.resolve_data(config)
+    data_dir = setup[3]["youcook2"]
+    config.evals.yc = section("youcook2", every=0, data_dir=str(data_dir),
+                              cache_dir=str(tmp_path), num_clips=2)
+    evaluator = youcook2.Evaluator(None, setup[1].mesh, config, "yc")
+    converted = evaluator.convert(evaluator.video_sources, evaluator.missing)
+    cfg = config.data.copy_and_resolve_references()
+    cfg.eval_text_key = ""
+    batch = next(pipeline.iterate_eval(cfg, 64, evaluator.units, files=converted.files))
+    lab_config = lab.LabConfig(**config.lab.to_dict())
+    span = cfg.num_frames / cfg.fps
+    checked = 0
+    for i in np.flatnonzero(batch["valid"]):
+        vid = batch["video_id"][i].decode()
+        video = lab.make_video(lab_config, "test", int(vid.split("-")[-1]))
+        frames, stored = video.frames, round(video.duration * cfg.fps)
+        pad = max(0.0, span - (batch["end"][i] - batch["start"][i])) / 2
+        lo = max(batch["start"][i] - pad, 0.0)
+        hi = min(batch["end"][i] + pad, video.duration)
+        for c in range(2):
+            start = lo + (c + 0.5) / 2 * max(hi - lo - span, 0)
+            times = start + np.arange(cfg.num_frames) / cfg.fps
+            # Stored frames are at data.fps, each the lab frame nearest to its time.
+            kept = np.clip(np.round(times * cfg.fps).astype(int), 0, stored - 1)
+            idx = np.clip(np.round(kept / cfg.fps * lab_config.fps).astype(int), 0,
+                          len(frames) - 1)
+            got = batch["video"][i, c].astype(float)
+            error = np.abs(got - frames[idx]).mean()
+            later = np.abs(got - frames[np.minimum(idx + 3, len(frames) - 1)]).mean()
+            assert error < 6 and error < later, (vid, c, error, later)
+            checked += 1
+    assert checked >= 4
