@@ -4,11 +4,18 @@ Restores the run (`vtlearn.load`, latest checkpoint or `--step`), runs the
 evaluators of its `config.evals` (or those named by `--evals`), prints the
 metrics, appends them to `DIR/metrics.jsonl` and TensorBoard as split
 "eval" at the checkpoint's step, and writes artefacts under `DIR/artefacts`.
-`--set` changes evaluator settings for this evaluation only, e.g.
-`--set evals.retrieval.files='/data/youcook2/val-*.tfrecord'`. A name in
-`--evals` that the run's config lacks adds that evaluator type with its
-defaults, so any run can be probed by any evaluator, e.g. a MIL-NCE run's
-groundability: `--evals=groundability`.
+`--set` changes evaluation settings (`evals.*`, `eval_batch_size`, `data.*`)
+for this evaluation only, e.g. `--set evals.retrieval.files='/data/val-*.tfrecord'`.
+A name in `--evals` that the run's config lacks adds that evaluator type with
+its defaults, so any run can be probed by any evaluator, e.g. a MIL-NCE run's
+groundability (`--evals=groundability`) or a benchmark:
+
+  python -m vtlearn.evaluate --workdir=DIR --evals=youcook2,msrvtt \
+      --set evals.youcook2.data_dir=/data/youcook2 --set evals.msrvtt.data_dir=/data/msrvtt
+
+`--milnce_release=s3d_howto100m.pth,s3d_dict.npy` evaluates the public MIL-NCE
+weights instead of a run (`vtlearn.load_milnce_release`; `--evals` required,
+`--workdir` optional: where metrics and artefacts go).
 """
 
 from __future__ import annotations
@@ -20,23 +27,29 @@ import sys
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
+_RELEASE = flags.DEFINE_list(
+    "milnce_release", None, "WEIGHTS.pth,DICT.npy: evaluate the public MIL-NCE weights instead "
+    "of a run's checkpoint")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _EVALS = flags.DEFINE_list("evals", None, "Keys of config.evals to run (default: all).")
 _SET = flags.DEFINE_multi_string(
-    "set", [], "KEY=VALUE under evals or eval_batch_size, e.g. evals.probe.classifier=linear_svm")
+    "set", [], "KEY=VALUE under evals., data. or eval_batch_size, e.g. "
+    "evals.probe.classifier=linear_svm")
+SETTABLE = ("evals.", "data.")
 
 
 def apply_overrides(config, assignments) -> None:
     """Sets `KEY=VALUE` pairs (Python literals, else strings) on the evaluation keys.
 
     Raises:
-      ValueError: for a key outside `evals.` / `eval_batch_size` or one that does not exist.
+      ValueError: for a key outside `evals.` / `data.` / `eval_batch_size` or one
+        that does not exist.
     """
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
-        if not sep or not (key.startswith("evals.") or key == "eval_batch_size"):
+        if not sep or not (key.startswith(SETTABLE) or key == "eval_batch_size"):
             raise ValueError(f"--set {assignment!r}: expected KEY=VALUE with KEY under "
-                             "evals. or eval_batch_size")
+                             "evals., data. or eval_batch_size")
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -67,7 +80,13 @@ def main(argv):
 
     keep_tensorflow_on_host()
     try:
-        model = vtlearn.load(_WORKDIR.value, step=_STEP.value)
+        if _RELEASE.value:
+            if len(_RELEASE.value) != 2 or not _EVALS.value:
+                raise app.UsageError("--milnce_release takes WEIGHTS.pth,DICT.npy and needs "
+                                     "--evals")
+            model = vtlearn.load_milnce_release(*_RELEASE.value)
+        else:
+            model = vtlearn.load(_WORKDIR.value, step=_STEP.value)
         for name in _EVALS.value or ():
             if name not in model.config.evals:
                 model.config.evals[name] = section(name, every=0)
@@ -75,14 +94,17 @@ def main(argv):
         metrics = model.evaluate(_EVALS.value, workdir=_WORKDIR.value)
     except (NoCheckpointError, FileNotFoundError, ValueError) as e:
         sys.exit(f"vtlearn.evaluate: {e}")
-    writer = metric_writers.MetricWriter(_WORKDIR.value)
-    writer.write(model.step, "eval", metrics)
-    writer.close()
-    logging.info("Evaluated %s at step %d.", _WORKDIR.value, model.step)
+    if _WORKDIR.value:
+        writer = metric_writers.MetricWriter(_WORKDIR.value)
+        writer.write(model.step, "eval", metrics)
+        writer.close()
+    logging.info("Evaluated %s at step %d.", _WORKDIR.value or _RELEASE.value, model.step)
     for key, value in sorted(metrics.items()):
         print(f"{key}\t{value:.4g}")
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["workdir"])
+    flags.register_multi_flags_validator(
+        ["workdir", "milnce_release"], lambda f: bool(f["workdir"] or f["milnce_release"]),
+        "--workdir is required (or --milnce_release)")
     app.run(main)

@@ -7,6 +7,7 @@ release's own padding rules is compared with vtlearn's forward.
 """
 
 import fractions
+import pathlib
 import pickle
 import re
 
@@ -466,3 +467,30 @@ def test_a_run_can_start_from_the_release(release_files, imported):
                  jax.device_get(variables["video"]["batch_stats"]))
     jax.tree.map(np.testing.assert_array_equal, params["text"],
                  jax.device_get(variables["text"]["params"]))
+
+
+def test_the_evaluate_command_runs_a_benchmark_on_the_release_weights(release_files, tmp_path):
+    """`vtlearn.evaluate --milnce_release` on MSR-VTT files (the tiny lab's export),
+    at 8 frames of 40x40 (`--set data.*`) so that S3D-G stays cheap on a CPU."""
+    import subprocess
+    import sys
+
+    from vtlearn.data import lab, lab_exports
+
+    data_dir = lab_exports.export(lab.lab_config("tiny"), "msrvtt", tmp_path / "msrvtt")
+    folder, _ = release_files
+    command = [sys.executable, "-m", "vtlearn.evaluate",
+               f"--milnce_release={folder / 's3d_howto100m.pth'},{folder / 's3d_dict.npy'}",
+               "--evals=msrvtt", f"--set=evals.msrvtt.data_dir={data_dir}",
+               f"--set=evals.msrvtt.cache_dir={tmp_path / 'cache'}",
+               "--set=evals.msrvtt.num_clips=1", "--set=data.num_frames=8",
+               "--set=data.eval_crop_size=40", "--set=eval_batch_size=8"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          cwd=pathlib.Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = dict(line.split("\t") for line in done.stdout.splitlines() if "\t" in line)
+    pairs = len((data_dir / "MSRVTT_JSFUSION_test.csv").read_text().splitlines()) - 1
+    assert float(printed["msrvtt/pairs"]) == pairs == float(printed["msrvtt/pairs_embedded"])
+    assert 0 <= float(printed["msrvtt/t2v/R@1"]) <= 100
+    bare = subprocess.run(command[:4], capture_output=True, text=True, timeout=300)
+    assert bare.returncode != 0 and "needs --evals" in bare.stderr
