@@ -18,7 +18,8 @@ import pytest
 from vtlearn import sharding, train
 from vtlearn.config_defaults import load_config, use_lab_features
 from vtlearn.data import lab, lab_exports, pipeline, sources
-from vtlearn.evaluation import action_recognition, build_evaluators, crosstask, msrvtt, youcook2
+from vtlearn.evaluation import (action_recognition, build_evaluators, coin, crosstask, msrvtt,
+                                youcook2)
 from vtlearn.evaluation.base import section
 from vtlearn.evaluation.retrieval import correct_item_ranks, paired_retrieval_metrics
 
@@ -400,3 +401,45 @@ def test_benchmark_windows_hold_the_exported_videos_frames(setup, tmp_path):
             assert error < 6 and error < later, (vid, c, error, later)
             checked += 1
     assert checked >= 4
+
+
+def test_coin_json_parses_and_a_bad_entry_is_named(tmp_path):
+    (tmp_path / "COIN.json").write_text(json.dumps({"database": {
+        "a": {"subset": "training", "recipe_type": 3, "class": "Make Tea", "annotation": [
+            {"id": "12", "segment": [1.0, 4.5], "label": "boil water"}]},
+        "b": {"subset": "testing", "recipe_type": 3, "class": "Make Tea", "annotation": []}}}))
+    videos = coin.read_coin(tmp_path / "COIN.json")
+    assert videos["a"] == dict(subset="training", task=3, task_name="Make Tea",
+                               steps=[(12, 1.0, 4.5)])
+    (tmp_path / "bad.json").write_text(json.dumps({"database": {"a": {
+        "subset": "training", "annotation": [{"id": "x", "segment": [1, 2]}]}}}))
+    with pytest.raises(ValueError, match=r"bad.json: database\['a'\].annotation\[0\]: needs"):
+        coin.read_coin(tmp_path / "bad.json")
+
+
+def test_coin_clip_representation_is_features_video_mean_and_position():
+    features = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
+    out = coin.clip_representations(features, np.array(["a", "a", "b"]),
+                                    np.array([0.75, 2.25, 0.75]), {"a": 3.0, "b": 1.5}, 2)
+    np.testing.assert_allclose(out[:, :2], features)
+    np.testing.assert_allclose(out[:, 2:4], [[2, 1], [2, 1], [5, 5]])
+    p = np.array([0.25, 0.75, 0.5])
+    np.testing.assert_allclose(out[:, 4:], np.stack(
+        [np.sin(np.pi * p), np.sin(2 * np.pi * p), np.cos(np.pi * p), np.cos(2 * np.pi * p)], 1))
+
+
+def test_coin_end_to_end_on_the_lab_export(setup):
+    evaluator = _evaluator(setup, "coin", "coin", c_grid=(1.0,))
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    videos = coin.read_coin(data_dirs["coin"] / "COIN.json")
+    # Every clip whose centre lies inside its video is embedded (feature files
+    # hold one row per second: the video lasts as many seconds as rows).
+    expected = {"training": 0, "testing": 0}
+    for vid, video in videos.items():
+        with np.load(data_dirs["coin"] / "features" / f"{vid}.npz") as f:
+            seconds = len(f["2d"])
+        expected[video["subset"]] += int(np.sum(np.arange(0, seconds, 1.5) + 0.75 < seconds))
+    assert metrics["clips_train"] == expected["training"]
+    assert metrics["clips_test"] == expected["testing"]
+    assert 0 <= metrics["chance"] <= 100 and 0 <= metrics["frame_accuracy"] <= 100

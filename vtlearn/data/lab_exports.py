@@ -1,7 +1,7 @@
 """The lab's videos written as the downstream benchmarks' own files.
 
 So that every benchmark evaluator (`vtlearn.evaluation.youcook2`, `msrvtt`,
-`crosstask`, `action_recognition`) runs end to end without a download, this
+`crosstask`, `action_recognition`, `coin`) runs end to end without a download, this
 writes one lab split (default "test") in each benchmark's layout: video files
 (MPEG-4 Part 2, the lab's frames and frame rate) and, when the lab has
 features, `features/<video_id>.npz` with arrays "2d" and "3d" (one vector per
@@ -22,6 +22,8 @@ second) for feature-tower runs. Texts are the lab's canonical step names
              a different third per split).
   ucf101     the same clips as UCF101's ucfTrainTestlist/ (classInd.txt,
              trainlist0N.txt, testlist0N.txt).
+  coin       videos/<video>.mp4 and COIN.json: the split as subset "testing",
+             the lab's "val" split as "training"; step ids are the lab's.
 
 Command line (lab flags as for `python -m vtlearn.data.lab`):
 
@@ -46,7 +48,7 @@ import numpy as np
 from vtlearn.data import lab
 from vtlearn.data import schema as S
 
-FORMATS = ("youcook2", "msrvtt", "crosstask", "hmdb51", "ucf101")
+FORMATS = ("youcook2", "msrvtt", "crosstask", "hmdb51", "ucf101", "coin")
 TASK_ID_OFFSET = 100  # CrossTask task ids are numbers; category c is task 100 + c
 
 
@@ -204,9 +206,27 @@ def _ucf101(w: _Writer) -> None:
         (folder / f"testlist0{split}.txt").write_text("".join(f"{t}\n" for t in test))
 
 
+def _coin(w: _Writer) -> None:
+    if w.split == "val":
+        raise ValueError("the COIN export trains on the lab's val split: export another split")
+    database = {}
+    for subset, writer in (("training", _Writer(w.config, "val", w.out)), ("testing", w)):
+        for video in writer.videos:
+            writer.save(video, w.out / "videos" / f"{video.video_id}.mp4")
+            seg = video.segments
+            database[video.video_id] = {
+                "subset": subset, "recipe_type": video.category, "class": video.category_name,
+                "duration": video.duration,
+                "annotation": [{"id": str(int(label)), "segment": [round(float(s), 2),
+                                                                     round(float(e), 2)],
+                                "label": w.step_name(label)}
+                               for label, s, e in zip(seg.label, seg.start, seg.end)]}
+    (w.out / "COIN.json").write_text(json.dumps({"database": database}, indent=1))
+
+
 _EXPORTS: dict[str, Callable[[_Writer], None]] = {
     "youcook2": _youcook2, "msrvtt": _msrvtt, "crosstask": _crosstask,
-    "hmdb51": _hmdb51, "ucf101": _ucf101}
+    "hmdb51": _hmdb51, "ucf101": _ucf101, "coin": _coin}
 
 
 def export(config: lab.LabConfig, fmt: str, out_dir: str | Path,
