@@ -19,7 +19,7 @@ from vtlearn import sharding, train
 from vtlearn.config_defaults import load_config, use_lab_features
 from vtlearn.data import lab, lab_exports, pipeline, sources
 from vtlearn.evaluation import (action_recognition, build_evaluators, coin, crosstask, msrvtt,
-                                youcook2)
+                                youcook2, youtube8m_segments)
 from vtlearn.evaluation.base import section
 from vtlearn.evaluation.retrieval import correct_item_ranks, paired_retrieval_metrics
 
@@ -220,6 +220,8 @@ def _evaluator(setup, name, type_, **settings):
     config = config.copy_and_resolve_references()
     data_dir = data_dirs[settings.pop("export", type_)]
     features = data_dir.parent / "features" if type_ == "crosstask" else data_dir / "features"
+    if type_ == "youtube8m_segments":
+        features = ""
     settings = dict(dict(data_dir=str(data_dir), features_dir=str(features),
                          cache_dir=str(cache)), **settings)
     config.evals[name] = section(type_, every=0, **settings)
@@ -443,3 +445,61 @@ def test_coin_end_to_end_on_the_lab_export(setup):
     assert metrics["clips_train"] == expected["training"]
     assert metrics["clips_test"] == expected["testing"]
     assert 0 <= metrics["chance"] <= 100 and 0 <= metrics["frame_accuracy"] <= 100
+
+
+def test_average_precision_at_k_by_hand():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    positives = np.array([1, 0, 1, 0, 1], bool)
+    # Precision at the positives: 1/1, 2/3, 3/5.
+    assert youtube8m_segments.average_precision_at_k(scores, positives, 10) == pytest.approx(
+        (1 + 2 / 3 + 3 / 5) / 3)
+    # Cut at K=3: the third positive is not retrieved; the denominator stays P=3.
+    assert youtube8m_segments.average_precision_at_k(scores, positives, 3) == pytest.approx(
+        (1 + 2 / 3) / 3)
+    # Ties rank negatives first.
+    assert youtube8m_segments.average_precision_at_k(np.zeros(2), np.array([1, 0], bool),
+                                                     10) == pytest.approx(0.5)
+
+
+def test_youtube8m_ratings_of_unequal_lengths_are_named():
+    import tensorflow as tf
+
+    example = tf.train.SequenceExample()
+    context = example.context.feature
+    context["id"].bytes_list.value.append(b"abcd")
+    context["segment_labels"].int64_list.value.extend([3, 4])
+    context["segment_start_times"].int64_list.value.extend([0])
+    context["segment_scores"].float_list.value.extend([1.0, 0.0])
+    with pytest.raises(ValueError, match=r"f.tfrecord@0: segment_labels \(2\), segment_start"):
+        youtube8m_segments.read_ratings(example, "f.tfrecord@0")
+
+
+@pytest.mark.parametrize("scoring", ["zero_shot", "linear"])
+def test_youtube8m_segments_end_to_end_on_the_lab_export(setup, scoring):
+    evaluator = _evaluator(setup, f"yt8m_{scoring}", "youtube8m_segments", scoring=scoring,
+                           export="youtube8m", train_fraction=0.5)
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    if scoring == "linear":
+        assert metrics["segments"] < len(evaluator.ratings)
+        return
+    # Zero-shot reference from the records: dequantised rows of each segment
+    # averaged, embedded, scored against the class names.
+    from vtlearn.data import youtube8m
+
+    names = youtube8m_segments.read_class_names(data_dirs["youtube8m"] / "vocabulary.csv")
+    scores = []
+    for r in evaluator.ratings:
+        example = youtube8m.read_record(evaluator.where[r.video_id])
+        rows = {s: youtube8m.dequantize(np.stack([
+            np.frombuffer(f.bytes_list.value[0], np.uint8)
+            for f in example.feature_lists.feature_list[s].feature]))
+            for s in ("rgb", "audio")}
+        window = slice(int(r.start), int(r.start) + 5)
+        video = _embed(setup, [{"features_2d": rows["rgb"][window].mean(0),
+                                "features_3d": rows["audio"][window].mean(0)}])
+        scores.append(float(evaluator.embed_texts(state, [names[r.label]])[0] @ video[0]))
+    expected, classes = youtube8m_segments.mean_average_precision(
+        evaluator.ratings, np.array(scores), 100_000)
+    assert metrics["segments"] == len(evaluator.ratings) and metrics["classes"] == classes
+    assert metrics["MAP"] == pytest.approx(100 * expected, rel=1e-4)

@@ -1,7 +1,7 @@
 """The lab's videos written as the downstream benchmarks' own files.
 
 So that every benchmark evaluator (`vtlearn.evaluation.youcook2`, `msrvtt`,
-`crosstask`, `action_recognition`, `coin`) runs end to end without a download, this
+`crosstask`, `action_recognition`, `coin`, `youtube8m_segments`) runs end to end without a download, this
 writes one lab split (default "test") in each benchmark's layout: video files
 (MPEG-4 Part 2, the lab's frames and frame rate) and, when the lab has
 features, `features/<video_id>.npz` with arrays "2d" and "3d" (one vector per
@@ -24,6 +24,11 @@ second) for feature-tower runs. Texts are the lab's canonical step names
              trainlist0N.txt, testlist0N.txt).
   coin       videos/<video>.mp4 and COIN.json: the split as subset "testing",
              the lab's "val" split as "training"; step ids are the lab's.
+  youtube8m  validate0000.tfrecord in YouTube-8M's frame-level format (the lab's
+             features quantised as `rgb` / `audio`, at the lab's sizes) with
+             segment ratings: every 5-s segment of a video rated for each step
+             class the video shows (1 where the step holds the segment's
+             centre); vocabulary.csv names the classes (step ids).
 
 Command line (lab flags as for `python -m vtlearn.data.lab`):
 
@@ -48,7 +53,8 @@ import numpy as np
 from vtlearn.data import lab
 from vtlearn.data import schema as S
 
-FORMATS = ("youcook2", "msrvtt", "crosstask", "hmdb51", "ucf101", "coin")
+FORMATS = ("youcook2", "msrvtt", "crosstask", "hmdb51", "ucf101", "coin", "youtube8m")
+SEGMENT_SECONDS = 5
 TASK_ID_OFFSET = 100  # CrossTask task ids are numbers; category c is task 100 + c
 
 
@@ -224,9 +230,54 @@ def _coin(w: _Writer) -> None:
     (w.out / "COIN.json").write_text(json.dumps({"database": database}, indent=1))
 
 
+def _quantise(features: np.ndarray) -> list[bytes]:
+    """Per step, uint8 bytes that `youtube8m.dequantize` maps back within half a step."""
+    from vtlearn.data.youtube8m import QUANTIZED_MAX, QUANTIZED_MIN
+
+    scale = (QUANTIZED_MAX - QUANTIZED_MIN) / 255.0
+    q = np.clip(np.floor((features - QUANTIZED_MIN) / scale), 0, 255).astype(np.uint8)
+    return [row.tobytes() for row in q]
+
+
+def _youtube8m(w: _Writer) -> None:
+    import tensorflow as tf
+
+    if w.config.features_2d == 0 or w.config.features_3d == 0:
+        raise ValueError("the YouTube-8M export needs the lab's features (features_2d, "
+                         "features_3d > 0)")
+    examples = []
+    for video in w.videos:
+        seg = video.segments
+        classes = sorted({int(c) for c in seg.label})
+        starts = np.arange(0, int(video.duration) - SEGMENT_SECONDS + 1, SEGMENT_SECONDS)
+        labels, times, scores = [], [], []
+        for c in classes:
+            for t in starts:
+                centre = t + SEGMENT_SECONDS / 2
+                shown = np.any((seg.label == c) & (seg.start <= centre) & (centre < seg.end))
+                labels.append(c), times.append(int(t)), scores.append(float(shown))
+        context = {
+            "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[video.video_id.encode()])),
+            "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=classes)),
+            "segment_labels": tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
+            "segment_start_times": tf.train.Feature(int64_list=tf.train.Int64List(value=times)),
+            "segment_scores": tf.train.Feature(float_list=tf.train.FloatList(value=scores))}
+        lists = {name: tf.train.FeatureList(feature=[
+            tf.train.Feature(bytes_list=tf.train.BytesList(value=[b])) for b in _quantise(f)])
+            for name, f in (("rgb", video.features_2d), ("audio", video.features_3d))}
+        examples.append(tf.train.SequenceExample(
+            context=tf.train.Features(feature=context),
+            feature_lists=tf.train.FeatureLists(feature_list=lists)).SerializeToString())
+    with tf.io.TFRecordWriter(str(w.out / "validate0000.tfrecord")) as writer:
+        for example in examples:
+            writer.write(example)
+    _write_csv(w.out / "vocabulary.csv", ("Index", "Name"),
+               [dict(Index=i, Name=step.name) for i, step in enumerate(w.world.steps)])
+
+
 _EXPORTS: dict[str, Callable[[_Writer], None]] = {
     "youcook2": _youcook2, "msrvtt": _msrvtt, "crosstask": _crosstask,
-    "hmdb51": _hmdb51, "ucf101": _ucf101, "coin": _coin}
+    "hmdb51": _hmdb51, "ucf101": _ucf101, "coin": _coin, "youtube8m": _youtube8m}
 
 
 def export(config: lab.LabConfig, fmt: str, out_dir: str | Path,

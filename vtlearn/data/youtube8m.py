@@ -80,6 +80,12 @@ def _record_at(path: str, offset: int) -> bytes:
         return f.read(length)
 
 
+def read_record(where: str):
+    """The `tf.train.SequenceExample` at "path@offset" (`index_records`)."""
+    path, _, offset = where.rpartition("@")
+    return _parse(_record_at(path, int(offset)))
+
+
 def _parse(payload: bytes):
     import tensorflow as tf
 
@@ -117,9 +123,12 @@ class YouTube8MLoader:
 
     Attributes:
       streams: which of "rgb", "audio" to keep.
+      dims: bytes per step of each stream (the release's 1024 and 128; records
+        in this format with other sizes, e.g. the lab's export, set theirs).
     """
 
     streams: tuple[str, ...] = ("rgb", "audio")
+    dims: tuple[tuple[str, int], ...] = tuple(STREAM_DIMS.items())
 
     def __post_init__(self):
         if not self.streams or set(self.streams) - set(STREAM_DIMS):
@@ -127,9 +136,10 @@ class YouTube8MLoader:
                              f"got {self.streams}")
 
     def __call__(self, source) -> tuple[schema.Video, list[str]]:
-        path, _, offset = source.inputs["youtube8m"].rpartition("@")
-        example = _parse(_record_at(path, int(offset)))
+        path = source.inputs["youtube8m"].rpartition("@")[0]
+        example = read_record(source.inputs["youtube8m"])
         where = f"{path}, record {source.video_id}"
+        dims = dict(self.dims)
         feats = {}
         for stream in self.streams:
             frames = example.feature_lists.feature_list[stream].feature
@@ -138,9 +148,9 @@ class YouTube8MLoader:
             rows = []
             for i, frame in enumerate(frames):
                 raw = frame.bytes_list.value[0] if frame.bytes_list.value else b""
-                if len(raw) != STREAM_DIMS[stream]:
+                if len(raw) != dims[stream]:
                     raise ValueError(f"{where}: {stream} step {i} has {len(raw)} bytes, "
-                                     f"expected {STREAM_DIMS[stream]} (truncated feature list?)")
+                                     f"expected {dims[stream]} (truncated feature list?)")
                 rows.append(np.frombuffer(raw, np.uint8))
             feats[stream] = dequantize(np.stack(rows))
         from vtlearn.data.convert import align_streams  # here: convert imports PyAV
@@ -152,7 +162,8 @@ class YouTube8MLoader:
         return schema.Video(
             video_id=source.video_id, duration=float(n), captions=source.captions,
             features_2d=out.get("2d"), features_3d=out.get("3d"), feature_rate=1.0,
-            category=labels[0] if labels else -1, labels=labels), warnings
+            segments=source.segments, category=labels[0] if labels else -1,
+            labels=labels), warnings
 
 
 def convert_youtube8m(records: str, out_prefix: str | Path, num_shards: int, *,

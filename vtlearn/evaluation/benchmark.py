@@ -114,10 +114,6 @@ class BenchmarkEvaluator(base.Evaluator):
             raise ValueError(f"config.evals.{self.name}.data_dir={s.data_dir!r} is not a "
                              "directory")
         data = self.config.data
-        if not data.video and not s.features_dir:
-            raise ValueError(f"config.evals.{self.name}.features_dir is empty, and this run "
-                             "reads features (data.video=False): point it at the benchmark "
-                             "videos' <video_id>.npz / .npy feature files")
         self.streams = tuple(name for name, dim in (("2d", data.features_2d),
                                                     ("3d", data.features_3d)) if dim)
 
@@ -142,6 +138,10 @@ class BenchmarkEvaluator(base.Evaluator):
             found = convert.find_files(folder, convert.VIDEO_EXTENSIONS, recursive=True,
                                        required=True)
             return {vid: {"video": path} for vid, path in found.items()}
+        if not s.features_dir:
+            raise ValueError(f"config.evals.{self.name}.features_dir is empty, and this run "
+                             "reads features (data.video=False): point it at the benchmark "
+                             "videos' <video_id>.npz / .npy feature files")
         found = convert.find_files(s.features_dir, (".npz", ".npy"), recursive=True,
                                    required=True)
         if len(self.streams) > 1 and any(p.endswith(".npy") for p in found.values()):
@@ -227,8 +227,8 @@ def _complete(summary_path: Path) -> bool:
 def cache_key(sources: Sequence[convert.SourceVideo], loader: convert.Loader) -> str:
     """16 hex digits over the conversion options, the annotations and each input
     file's path, size and modification time (a changed file converts again)."""
-    def stat(path: str) -> list:
-        st = os.stat(path)
+    def stat(path: str) -> list:  # a record inside a file is "path@offset"
+        st = os.stat(path if os.path.exists(path) else path.rpartition("@")[0])
         return [path, st.st_size, st.st_mtime_ns]
 
     def array(x) -> list:
