@@ -503,3 +503,28 @@ def test_youtube8m_segments_end_to_end_on_the_lab_export(setup, scoring):
         evaluator.ratings, np.array(scores), 100_000)
     assert metrics["segments"] == len(evaluator.ratings) and metrics["classes"] == classes
     assert metrics["MAP"] == pytest.approx(100 * expected, rel=1e-4)
+
+
+def test_crosstask_clustering_of_the_annotated_seconds(setup):
+    from vtlearn.evaluation.clustering import cluster_by_task
+
+    evaluator = _evaluator(setup, "ctc", "crosstask", clustering=True)
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    root = data_dirs["crosstask"]
+    tasks = crosstask.read_tasks(root / "tasks_primary.txt")
+    points, labels, owners = [], [], []
+    for task, vid in crosstask.read_videos(root / "videos_val.csv"):
+        rows = crosstask.read_annotation(root / "annotations" / f"{task}_{vid}.csv",
+                                         len(tasks[task].steps))
+        with np.load(root.parent / "features" / f"{vid}.npz") as f:
+            seconds = len(f["2d"])
+        for t in range(seconds):  # the step holding the window's centre
+            step = next((r[0] for r in rows if r[1] <= t + 0.5 < r[2]), -1)
+            if step >= 0:
+                points.append(_window_features(root.parent / "features" / f"{vid}.npz", t, t + 1))
+                labels.append(step)
+                owners.append(task)
+    expected = cluster_by_task(_embed(setup, points), np.array(labels), np.array(owners))
+    for key in ("NMI", "ARI", "Acc", "num_tasks", "random/NMI"):
+        assert metrics[f"clustering/{key}"] == pytest.approx(expected[key], rel=1e-4), key

@@ -69,6 +69,38 @@ def clustering_metrics(labels: np.ndarray, clusters: np.ndarray) -> dict[str, fl
             "Acc": hungarian_accuracy(labels, clusters), "H": entropy, "p_max": purity}
 
 
+def cluster_by_task(points: np.ndarray, labels: np.ndarray, tasks: np.ndarray,
+                    restarts: int = 10, seed: int = 0) -> dict[str, float] | None:
+    """k-means per task (k = its distinct labels), metrics averaged over tasks.
+
+    Args:
+      points: [N, D] vectors.
+      labels: int [N] ground-truth steps.
+      tasks: [N] task of each point; tasks with fewer than two labels are left out.
+      restarts, seed: scikit-learn's `n_init` and `random_state`.
+
+    Returns:
+      `clustering_metrics` averaged over tasks, the same for uniformly random
+      cluster ids under "random/", and "num_tasks"; None if no task counts.
+    """
+    rng = np.random.default_rng(seed)
+    learned, random = [], []
+    for task in np.unique(tasks):
+        inside = tasks == task
+        k = len(np.unique(labels[inside]))
+        if k < 2:
+            continue
+        clusters = KMeans(k, n_init=restarts, random_state=seed).fit_predict(points[inside])
+        learned.append(clustering_metrics(labels[inside], clusters))
+        random.append(clustering_metrics(labels[inside], rng.integers(0, k, int(inside.sum()))))
+    if not learned:
+        return None
+    metrics = {k: float(np.mean([m[k] for m in learned])) for k in learned[0]}
+    metrics |= {f"random/{k}": float(np.mean([m[k] for m in random])) for k in random[0]}
+    metrics["num_tasks"] = float(len(learned))
+    return metrics
+
+
 def default_config() -> ml_collections.ConfigDict:
     """Keys of a clustering section (besides `type` and `every`)."""
     return ml_collections.ConfigDict(dict(
@@ -97,22 +129,9 @@ class Evaluator(base.Evaluator):
             raise ValueError(f"config.evals.{self.name}.outputs: the method's outputs have no "
                              f"{missing}; they have {sorted(k for k in units if k != 'text')}")
         points = np.mean([units[k] for k in self.settings.outputs], axis=0)
-        rng = np.random.default_rng(self.settings.seed)
-        learned, random = [], []
-        for task in np.unique(units["category"]):
-            inside = units["category"] == task
-            labels = units["label"][inside]
-            k = len(np.unique(labels))
-            if k < 2:
-                continue
-            clusters = KMeans(k, n_init=self.settings.restarts,
-                              random_state=self.settings.seed).fit_predict(points[inside])
-            learned.append(clustering_metrics(labels, clusters))
-            random.append(clustering_metrics(labels, rng.integers(0, k, len(labels))))
-        if not learned:
+        metrics = cluster_by_task(points, units["label"], units["category"],
+                                  self.settings.restarts, self.settings.seed)
+        if metrics is None:
             raise ValueError(f"config.evals.{self.name}: no task in {self.pattern!r} shows two "
                              "or more distinct steps")
-        metrics = {k: float(np.mean([m[k] for m in learned])) for k in learned[0]}
-        metrics |= {f"random/{k}": float(np.mean([m[k] for m in random])) for k in random[0]}
-        metrics["num_tasks"] = float(len(learned))
         return metrics

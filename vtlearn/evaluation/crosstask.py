@@ -32,6 +32,12 @@ shorter than its task's number of steps (in seconds) cannot hold the
 assignment and is left out (counted: `videos_too_short`). `recall_uniform` is
 CrossTask's uniform-assignment baseline (step k at second floor((k + 1/2) T / K)).
 IoU / IoD (MCN Table 2's other columns) are not computed yet.
+
+With `clustering=True`, MCN's appendix B.2 on CrossTask as well: the
+one-second windows inside an annotated step, clustered per task by k-means
+with k = the task's steps shown (`vtlearn.evaluation.clustering`), NMI, ARI,
+Hungarian accuracy, ⟨H⟩ and ⟨p_max⟩ ("clustering/...", random cluster ids
+under "clustering/random/...").
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import numpy as np
 from vtlearn.data import schema as S
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import benchmark
+from vtlearn.evaluation.clustering import cluster_by_task
 
 SPLIT_FILES = {"val": "videos_val.csv", "all": "videos.csv"}
 
@@ -229,6 +236,8 @@ def default_config() -> ml_collections.ConfigDict:
         split="val",        # "val" (videos_val.csv) | "all" (videos.csv)
         aggregate="task",   # "task" (CrossTask, MIL-NCE) | "video" (MCN)
         num_clips=1,        # clips per one-second window
+        clustering=False,   # also MCN's clustering metrics of the annotated windows
+        outputs=("embedding",),  # clustering: embed_video outputs averaged per window
     )
 
 
@@ -291,9 +300,20 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             uniform.setdefault(task, []).append(uniform_assignment(len(mine), k))
         recalls = step_recall(truth, predicted, self.settings.aggregate)
         baseline = step_recall(truth, uniform, self.settings.aggregate)
+        clusters = self._clustering(units) if self.settings.clustering else {}
         return ({"recall": recalls.pop("mean"), "recall_uniform": baseline["mean"]}
-                | {f"recall/task_{t}": v for t, v in recalls.items()}
+                | {f"recall/task_{t}": float(v) for t, v in recalls.items()} | clusters
                 | converted.counts()
                 | {"videos": float(sum(map(len, truth.values()))),
                    "videos_unannotated": float(self.unannotated),
                    "videos_too_short": float(too_short)})
+
+    def _clustering(self, units) -> dict[str, float]:
+        step = units["label"] >= 0
+        missing = [k for k in self.settings.outputs if k not in units]
+        if missing:
+            raise ValueError(f"config.evals.{self.name}.outputs: the method's outputs have no "
+                             f"{missing}")
+        points = np.mean([units[k][step] for k in self.settings.outputs], axis=0)
+        metrics = cluster_by_task(points, units["label"][step], units["category"][step])
+        return {} if metrics is None else {f"clustering/{k}": v for k, v in metrics.items()}
