@@ -528,3 +528,33 @@ def test_crosstask_clustering_of_the_annotated_seconds(setup):
     expected = cluster_by_task(_embed(setup, points), np.array(labels), np.array(owners))
     for key in ("NMI", "ARI", "Acc", "num_tasks", "random/NMI"):
         assert metrics[f"clustering/{key}"] == pytest.approx(expected[key], rel=1e-4), key
+
+
+def test_full_video_retrieval_by_hand():
+    # Clips 0, 1 belong to video 0, clip 2 to video 1, clip 3 to video 2.
+    similarity = np.array([[0.9, 0.1, 0.8, 0.0],
+                           [0.2, 0.3, 0.1, 0.6],
+                           [0.1, 0.2, 0.5, 0.4],
+                           [0.7, 0.0, 0.2, 0.3]])
+    video_of = np.array([0, 0, 1, 2])
+    # Best per (caption, video): rows [0.9, 0.8, 0.0], [0.3, 0.1, 0.6], [0.2, 0.5, 0.4],
+    # [0.7, 0.2, 0.3]. Caption averages: video 0 [0.6, 0.45, 0.3], video 1 [0.2, 0.5,
+    # 0.4], video 2 [0.7, 0.2, 0.3]: ranks 1, 1, 2.
+    m = youcook2.full_video_retrieval(similarity, video_of, (1, 2))
+    assert m["caption_avg/R@1"] == pytest.approx(200 / 3)
+    assert m["caption_avg/R@2"] == 100.0
+    # Top-1 votes by video: video 0's captions vote 0 and 2 (tie 1:1, pessimistic:
+    # a miss at K=1), video 1 votes 1, video 2 votes 0.
+    assert m["mv_video/R@1"] == pytest.approx(100 / 3)
+    # Top-1 clips: caption 0 -> clip 0 (video 0), caption 1 -> clip 3 (video 2),
+    # caption 2 -> clip 2 (video 1), caption 3 -> clip 0 (video 0): the same votes.
+    assert m["mv_clip/R@1"] == pytest.approx(100 / 3)
+    # At K=2, video 0's captions vote {0, 1} and {2, 0}: 0 has 2 votes, a hit; video 2's
+    # caption votes {0, 2}: a hit.
+    assert m["mv_video/R@2"] == 100.0
+
+
+def test_youcook2_full_video_metrics_run_on_the_export(setup):
+    evaluator = _evaluator(setup, "ycf", "youcook2", full_video=True)
+    metrics = evaluator.run(setup[2], 0)
+    assert {"full_video/caption_avg/R@1", "full_video/mv_clip/R@10"} <= set(metrics)

@@ -30,6 +30,11 @@ Choices the release leaves open or makes differently, and ours:
     are reported (`videos_missing`, `videos_failed`, `clips_outside_video`);
   * a sentence with no word in the vocabulary is embedded as it is (all
     padding), as the release embeds it.
+
+With `full_video=True`, MCN's text→full-video retrieval (§4.5, Table 4; the
+MCN release's `video_evaluation.py`) over the embedded clips as well: all
+captions of a video together query the whole video, whose clips are the items
+(`full_video_retrieval`).
 """
 
 from __future__ import annotations
@@ -137,6 +142,45 @@ def find_annotations(data_dir: str | Path, name: str = "",
                      f"(it holds {sorted(p.name for p in data_dir.iterdir())[:10]})")
 
 
+def full_video_retrieval(similarity: np.ndarray, video_of: np.ndarray,
+                         recall_at: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """MCN's three text→full-video retrievals (percent recalls).
+
+    Args:
+      similarity: [N, N] caption i against clip j; caption i describes clip i.
+      video_of: int [N] the video (0..V-1) of each clip.
+      recall_at: the K.
+
+    With s[i, v] = the best score of caption i over the clips of video v:
+      * "caption_avg": video u's score for video v is the mean of s[i, v] over
+        u's captions; R@K of u among the V videos (ties pessimistic);
+      * "mv_video": each of u's captions votes for its top-K videos by s;
+      * "mv_clip": each of u's captions votes for the videos of its top-K clips;
+    for the votes, u is retrieved at K when fewer than K other videos get at
+    least as many votes (ties pessimistic; the release breaks them by sort order).
+    """
+    similarity = np.asarray(similarity, np.float64)
+    video_of = np.asarray(video_of)
+    num_videos = int(video_of.max()) + 1
+    best = np.stack([similarity[:, video_of == v].max(axis=1) for v in range(num_videos)], 1)
+    averaged = np.stack([best[video_of == u].mean(axis=0) for u in range(num_videos)])
+    out = {}
+    own = np.diag(averaged)
+    ranks = 1 + np.sum((averaged >= own[:, None]) & ~np.eye(num_videos, dtype=bool), axis=1)
+    for k in recall_at:
+        out[f"caption_avg/R@{k}"] = 100.0 * float(np.mean(ranks <= k))
+        for name, votes_of in (("mv_video", lambda rows: np.argsort(-best[rows], 1)[:, :k]),
+                               ("mv_clip", lambda rows: video_of[
+                                   np.argsort(-similarity[rows], 1)[:, :k]])):
+            hits = []
+            for u in range(num_videos):
+                votes = np.bincount(votes_of(video_of == u).reshape(-1), minlength=num_videos)
+                others = np.sum(np.delete(votes, u) >= votes[u])
+                hits.append(votes[u] > 0 and others < k)
+            out[f"{name}/R@{k}"] = 100.0 * float(np.mean(hits))
+    return out
+
+
 def default_config() -> ml_collections.ConfigDict:
     """Keys of a youcook2 section (besides `type` and `every`)."""
     return benchmark.common_config(
@@ -145,6 +189,7 @@ def default_config() -> ml_collections.ConfigDict:
         num_clips=4,             # windows averaged per clip
         recall_at=(1, 5, 10),
         missing_videos="miss",   # "miss" (ranked last) | "drop"
+        full_video=False,        # also MCN's text→full-video retrieval
     )
 
 
@@ -182,6 +227,11 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             text, {k: v[rows[present]] for k, v in units.items()})
         total = len(self.clips) if s.missing_videos == "miss" else int(present.sum())
         metrics = paired_retrieval_metrics(similarity, total, tuple(s.recall_at))
+        if s.full_video:
+            _, video_of = np.unique([c.video_id for c, r in zip(self.clips, rows) if r >= 0],
+                                    return_inverse=True)
+            metrics |= {f"full_video/{k}": v for k, v in full_video_retrieval(
+                similarity, video_of.reshape(-1), tuple(s.recall_at)).items()}
         return metrics | converted.counts() | {
             "clips": float(total), "clips_embedded": float(present.sum()),
             "clips_outside_video": float(outside)}
