@@ -52,6 +52,19 @@ beat MMS alone (README: Table 5 over seeds and why):
 
 `:tiny` is a smoke run for tests: 34 s from a cold start on 2 quiet CPU
 cores (5 s compiling the init, 9 s the first step).
+
+The paper's numbers on the benchmarks (Tables 1, 2, 4; appendix Table A), each
+measured on the benchmark's own files by the evaluator named (a feature run
+with audio: `features_dir` and `waveform_dir` hold the benchmark videos'
+features and waveforms, `vtlearn.evaluation.benchmark`):
+  youcook2            T→VA R@1/5/10 18.1 / 35.5 / 45.2; with full_video=True:
+                      caption_avg 53.4 / 75.0 / 81.4, mv_clip 38.8 / 67.4 / 76.8,
+                      mv_video 38.8 / 67.7 / 78.4
+  msrvtt              10.5 / 25.2 / 33.8
+  crosstask           recall 35.1 (aggregate=video; IoD 33.6 and IoU 22.2 are not
+                      computed yet); clustering=True for the clustering metrics
+  MiningYouTube       recall 18.1, IoD 32.0, IoU 23.1; clustering NMI 75.8, ARI
+                      48.0, Acc 61.7, ⟨H⟩ 0.40, ⟨p_max⟩ 80.8 (no evaluator yet)
 """
 
 import ml_collections

@@ -4,9 +4,7 @@ Paper setup (`get_config()`): HowTo100M, 32 frames at 10 fps, 200x200 training
 crops (224x224 at test), K=5 positive candidates, symmetric (x,y) negatives
 over the global batch of 8192 (64 Cloud TPU v3 x 128), Adam 1e-3 with 5k
 linear warm-up and two x0.1 decays, 400k steps, frozen GoogleNews word2vec.
-Expected (paper, Table 5/6): YouCook2 zero-shot R@10 51.2 (MedR 10),
-MSR-VTT R@10 32.4, HMDB/UCF linear probe 53.1/82.7 (S3D-G). About 3 days on
-64 TPU v3. Records from `python -m vtlearn.data.convert videos ...`:
+About 3 days on 64 TPU v3. Records from `python -m vtlearn.data.convert videos ...`:
 
   python -m vtlearn.main --config=configs/milnce_s3d.py --workdir=gs://.../milnce \
     --config.data.train_files='gs://.../howto100m/train-*.tfrecord' \
@@ -22,6 +20,20 @@ Fine-tuning the public release instead of training from scratch:
 Evaluations: `config.evals.retrieval` (zero-shot retrieval on eval_files) and
 `config.evals.probe` (linear probe fit on probe_files), each with its own
 `every`; `python -m vtlearn.evaluate --workdir=...` reruns them on a saved run.
+
+The paper's numbers (S3D-G; Tables 3-5) and the evaluator that measures each on
+the benchmark's own files (`vtlearn.evaluation.<type>`, `data_dir` = its folder):
+  youcook2            t2v R@1/5/10 15.1 / 38.0 / 51.2, MedR 10
+  msrvtt              t2v R@1/5/10 9.9 / 24.0 / 32.4, MedR 29.5
+  crosstask           average recall (CTR) 40.5
+  action_recognition  frozen linear, mean of 3 splits: HMDB51 53.1, UCF101 82.7
+  coin                frame accuracy 61.0
+  youtube8m_segments  (I3D only, Table 4b: mAP 77.1; features, not pixels here)
+e.g. python -m vtlearn.evaluate --workdir=DIR --evals=youcook2,crosstask \
+       --set evals.youcook2.data_dir=/data/youcook2 \
+       --set evals.crosstask.data_dir=/data/crosstask_release
+or, for the public weights, --milnce_release=s3d_howto100m.pth,s3d_dict.npy
+instead of --workdir.
 
 Local preset (`:local`): the same S3D-G (full widths) on the synthetic lab,
 8 frames at 5 fps, 32x32 crops, batch 32, trainable word embeddings, 300

@@ -558,3 +558,22 @@ def test_youcook2_full_video_metrics_run_on_the_export(setup):
     evaluator = _evaluator(setup, "ycf", "youcook2", full_video=True)
     metrics = evaluator.run(setup[2], 0)
     assert {"full_video/caption_avg/R@1", "full_video/mv_clip/R@10"} <= set(metrics)
+
+
+def test_a_feature_and_audio_run_reads_waveforms_beside_the_features(tmp_path):
+    """MCN (features + audio, T→VA similarity) on the YouCook2 export of its own lab."""
+    config = load_config(f"{ROOT}/configs/mcn.py:tiny")
+    config.data.lab_dir = str(tmp_path / "lab")
+    config = sources.resolve_data(config)
+    data_dir = lab_exports.export(lab.LabConfig(**config.lab.to_dict()), "youcook2",
+                                  tmp_path / "youcook2")
+    trainer = train.Trainer(config, sharding.make_mesh())
+    config.evals.yc = section("youcook2", every=0, data_dir=str(data_dir),
+                              features_dir=str(data_dir / "features"), cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="config.evals.yc.waveform_dir is empty"):
+        build_evaluators(trainer.method, trainer.mesh, config, None, ["yc"])
+    config.evals.yc.waveform_dir = str(data_dir / "waveforms")
+    (evaluator,) = build_evaluators(trainer.method, trainer.mesh, config, None, ["yc"]).values()
+    metrics = evaluator.run(trainer.init_state(), 0)
+    assert metrics["clips_embedded"] == metrics["clips"] > 0
+    assert metrics["videos_failed"] == 0

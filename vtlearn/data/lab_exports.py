@@ -5,7 +5,8 @@ So that every benchmark evaluator (`vtlearn.evaluation.youcook2`, `msrvtt`,
 writes one lab split (default "test") in each benchmark's layout: video files
 (MPEG-4 Part 2, the lab's frames and frame rate) and, when the lab has
 features, `features/<video_id>.npz` with arrays "2d" and "3d" (one vector per
-second) for feature-tower runs. Texts are the lab's canonical step names
+second) and, when it has audio, `waveforms/<video_id>.npy` (mono, the lab's
+rate) for feature-tower runs. Texts are the lab's canonical step names
 ("red circle moves left"), in the run's vocabulary.
 
   youcook2   validation/<category>/<video>.mp4, validation_youcook.csv
@@ -106,6 +107,11 @@ class _Writer:
         if streams:
             (self.out / "features").mkdir(parents=True, exist_ok=True)
             np.savez(self.out / "features" / f"{video_id}.npz", **streams)
+        if video.waveform is not None:
+            rate = video.sample_rate
+            (self.out / "waveforms").mkdir(parents=True, exist_ok=True)
+            np.save(self.out / "waveforms" / f"{video_id}.npy",
+                    video.waveform[round(start * rate):round(end * rate)])
         return video_id
 
     def segments(self):

@@ -22,7 +22,9 @@ Inputs, chosen by the run's data settings:
     audio at `data.audio_rate` when the run uses audio;
   * features (`data.video=False`): `features_dir/<video_id>.npz` with arrays
     "2d" and/or "3d" (the run's streams) or `<video_id>.npy` for a run with one
-    stream, `feature_rate` vectors per second.
+    stream, `feature_rate` vectors per second; a run with audio also reads
+    `waveform_dir/<video_id>.npy` (mono, at `data.audio_rate`), as
+    `vtlearn.data.convert features --waveform_dir` does.
 
 Every annotated video without an input file, and every one that fails to decode,
 is counted ("videos_missing", "videos_failed" in the metrics) and handled as
@@ -30,7 +32,7 @@ each benchmark's reference does (a miss, or left out); the conversion summary
 names each with its error.
 
 Keys shared by every benchmark section (`common_config`): `data_dir`,
-`video_dir`, `features_dir`, `feature_rate`, `cache_dir`, `workers`.
+`video_dir`, `features_dir`, `feature_rate`, `waveform_dir`, `cache_dir`, `workers`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def common_config(**defaults) -> ml_collections.ConfigDict:
         video_dir="",      # video files (any depth); "" = the benchmark's usual folder
         features_dir="",   # feature-tower runs: <video_id>.npz ("2d", "3d") or .npy
         feature_rate=1.0,  # feature vectors per second
+        waveform_dir="",   # feature runs with audio: <video_id>.npy at data.audio_rate
         cache_dir="",      # converted records; "" = $VTLEARN_DATA_DIR/benchmarks or ~/.cache
         workers=1,         # conversion processes
         **defaults))
@@ -148,7 +151,16 @@ class BenchmarkEvaluator(base.Evaluator):
             raise ValueError(f"config.evals.{self.name}.features_dir={s.features_dir!r}: "
                              f"the run reads {self.streams} features; .npy files hold one "
                              "stream, use <video_id>.npz with arrays named 2d and 3d")
-        return {vid: {stream: path for stream in self.streams} for vid, path in found.items()}
+        inputs = {vid: {stream: path for stream in self.streams} for vid, path in found.items()}
+        if self.config.data.audio_seconds > 0:
+            if not s.waveform_dir:
+                raise ValueError(f"config.evals.{self.name}.waveform_dir is empty, and this "
+                                 "feature run reads audio: point it at <video_id>.npy waveforms")
+            waveforms = convert.find_files(s.waveform_dir, (".npy",), recursive=True,
+                                           required=True)
+            for vid in inputs.keys() & waveforms.keys():
+                inputs[vid]["waveform"] = waveforms[vid]
+        return inputs
 
     def loader(self) -> convert.Loader:
         data = self.config.data
@@ -156,9 +168,10 @@ class BenchmarkEvaluator(base.Evaluator):
             return convert.VideoFileLoader(
                 fps=data.fps, short_side=data.eval_crop_size,
                 sample_rate=data.audio_rate if data.audio_seconds > 0 else 0)
-        return convert.FeatureLoader(streams=self.streams,
-                                     npz_keys={s: s for s in self.streams},
-                                     feature_rate=self.settings.feature_rate)
+        return convert.FeatureLoader(
+            streams=self.streams, npz_keys={s: s for s in self.streams},
+            feature_rate=self.settings.feature_rate,
+            waveform_rate=data.audio_rate if data.audio_seconds > 0 else 0.0)
 
     def convert(self, sources: Sequence[convert.SourceVideo],
                 missing: Sequence[str] = ()) -> Converted:
