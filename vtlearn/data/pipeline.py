@@ -422,7 +422,7 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
 
     ds = tf.data.Dataset.from_tensor_slices(files).flat_map(tf.data.TFRecordDataset)
     ds = ds.flat_map(cut)
-    return ds.batch(batch_size)
+    return ds.batch(batch_size).prefetch(2)  # cut the next batch while this one embeds
 
 
 def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,

@@ -30,7 +30,8 @@ Videos without an annotation file are left out, as in the release (counted:
 `videos_unannotated`), as are missing and undecodable videos (counted). A video
 shorter than its task's number of steps (in seconds) cannot hold the
 assignment and is left out (counted: `videos_too_short`). `recall_uniform` is
-CrossTask's uniform-assignment baseline (step k at second floor((k + 1/2) T / K)).
+CrossTask's uniform-assignment baseline (step k at second floor((k + 1/2) T / K))
+and `recall_random` the same DP on standard-normal scores (seed 0): chance.
 IoU / IoD (MCN Table 2's other columns) are not computed yet.
 
 With `clustering=True`, MCN's appendix B.2 on CrossTask as well: the
@@ -283,7 +284,8 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         units = self.embed_units(variables, converted.files, self.units, with_text=False)
         step_text = {t: self.embed_texts(variables, list(task.steps))
                      for t, task in self.tasks.items()}
-        truth, predicted, uniform = {}, {}, {}
+        truth, predicted, uniform, random = {}, {}, {}, {}
+        rng = np.random.default_rng(0)
         too_short = 0
         for vid in sorted(set(units["video_id"])):
             task, rows = self.videos[vid]
@@ -298,10 +300,14 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             truth.setdefault(task, []).append(ground_truth(rows, len(mine), k))
             predicted.setdefault(task, []).append(order_constrained_assignment(scores))
             uniform.setdefault(task, []).append(uniform_assignment(len(mine), k))
+            random.setdefault(task, []).append(
+                order_constrained_assignment(rng.standard_normal((len(mine), k))))
         recalls = step_recall(truth, predicted, self.settings.aggregate)
         baseline = step_recall(truth, uniform, self.settings.aggregate)
+        chance = step_recall(truth, random, self.settings.aggregate)
         clusters = self._clustering(units) if self.settings.clustering else {}
-        return ({"recall": recalls.pop("mean"), "recall_uniform": baseline["mean"]}
+        return ({"recall": recalls.pop("mean"), "recall_uniform": baseline["mean"],
+                 "recall_random": chance["mean"]}
                 | {f"recall/task_{t}": float(v) for t, v in recalls.items()} | clusters
                 | converted.counts()
                 | {"videos": float(sum(map(len, truth.values()))),
