@@ -577,3 +577,22 @@ def test_a_feature_and_audio_run_reads_waveforms_beside_the_features(tmp_path):
     metrics = evaluator.run(trainer.init_state(), 0)
     assert metrics["clips_embedded"] == metrics["clips"] > 0
     assert metrics["videos_failed"] == 0
+
+
+def test_a_video_that_does_not_decode_is_counted_not_fatal(setup, tmp_path):
+    import shutil
+
+    config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
+    config.data.lab_dir = setup[0].data.lab_dir
+    config = sources.resolve_data(config)
+    data_dir = tmp_path / "yc2"
+    shutil.copytree(setup[3]["youcook2"], data_dir)
+    broken = sorted(data_dir.rglob("*.mp4"))[0]
+    broken.write_bytes(b"not a video" * 100)
+    config.evals.yc = section("youcook2", every=0, data_dir=str(data_dir),
+                              cache_dir=str(tmp_path / "cache"))
+    evaluator = youcook2.Evaluator(None, setup[1].mesh, config, "yc")
+    converted = evaluator.convert(evaluator.video_sources, evaluator.missing)
+    assert list(converted.failed) == [broken.stem]
+    assert converted.counts() == {"videos_missing": 0.0, "videos_failed": 1.0}
+    assert broken.stem not in converted.converted and len(converted.converted) >= 2
