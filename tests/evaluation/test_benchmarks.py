@@ -596,3 +596,22 @@ def test_a_video_that_does_not_decode_is_counted_not_fatal(setup, tmp_path):
     assert list(converted.failed) == [broken.stem]
     assert converted.counts() == {"videos_missing": 0.0, "videos_failed": 1.0}
     assert broken.stem not in converted.converted and len(converted.converted) >= 2
+
+
+def test_a_benchmark_evaluates_during_training(setup, tmp_path):
+    """A benchmark section with `every` runs at its steps, from the run's config."""
+    from vtlearn.train import train_and_evaluate
+
+    config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
+    config.data.lab_dir = setup[0].data.lab_dir
+    use_lab_features(config)
+    config.evals.probe.every = 0
+    config.evals.retrieval.every = 0
+    data_dir = setup[3]["crosstask"]
+    config.evals.ct = section("crosstask", every=2, data_dir=str(data_dir),
+                              features_dir=str(data_dir.parent / "features"),
+                              cache_dir=str(tmp_path / "cache"))
+    train_and_evaluate(config, str(tmp_path / "run"))
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "ct/recall" in r]
+    assert steps == [2, 4]
