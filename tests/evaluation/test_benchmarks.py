@@ -342,7 +342,7 @@ def test_a_second_evaluation_reads_the_converted_records(setup):
     evaluator = _evaluator(setup, "yc2", "youcook2")
     _, _, state, _, cache = setup
     first = evaluator.run(state, 0)
-    records = sorted(cache.rglob("yc2-*/*.tfrecord"))
+    records = sorted(cache.rglob("youcook2-*/*.tfrecord"))
     stamps = [p.stat().st_mtime_ns for p in records]
     assert records and evaluator.run(state, 1) == first
     assert [p.stat().st_mtime_ns for p in records] == stamps

@@ -92,10 +92,11 @@ class _Writer:
         return self.world.steps[int(label)].name
 
     def save(self, video: S.Video, path: Path, start: float = 0.0,
-             end: float | None = None, video_id: str | None = None) -> str:
-        """Writes [start, end) of `video` to `path` (and its features); returns its id."""
+             end: float | None = None) -> str:
+        """Writes [start, end) of `video` to `path`, its features and waveform beside;
+        returns its id (the file's stem)."""
         end = video.duration if end is None else end
-        video_id = video_id or path.stem
+        video_id = path.stem
         if video.frames is not None:
             fps = video.frame_rate
             write_video(path, video.frames[round(start * fps):max(round(end * fps),

@@ -286,8 +286,9 @@ class Units:
         window, in time order; label = the step label of the segment
         holding the window's center, -1 in background) or "video" (the whole
         video, label = its category; for records that hold each video in one
-        chunk, as the benchmark conversion writes them). Caption and segment windows shorter than
-        `min_seconds` are widened to it (symmetrically, inside the chunk).
+        chunk, as the benchmark conversion writes them). Caption and segment
+        windows shorter than `min_seconds` are widened to it (symmetrically,
+        inside the chunk).
       num_clips: C clips evenly spaced over each window (0: `data.eval_num_clips`).
       window_seconds, stride_seconds: "window" units only.
       min_seconds: the shortest caption or segment window; -1 = `data.min_caption_seconds`

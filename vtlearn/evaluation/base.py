@@ -137,8 +137,8 @@ def embed_units(method, variables: Variables, mesh, data_cfg: ml_collections.Con
     """Embeds every evaluation unit of `files` in one sharded pass.
 
     Each unit's C clips are embedded and averaged (every output of
-    `method.embed_video`; kept per clip, [U, C, ...], with `average_clips=False`). Every process reads its own files; all processes
-    get all units.
+    `method.embed_video`; kept per clip, [U, C, ...], with `average_clips=False`).
+    Every process reads its own files; all processes get all units.
 
     Args:
       method: a `Method`.

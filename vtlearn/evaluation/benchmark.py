@@ -1,7 +1,7 @@
 """Downstream benchmarks read from their own files: what their evaluators share.
 
-A benchmark evaluator (`youcook2`, `msrvtt`, `crosstask`, `action_recognition`)
-parses the benchmark's official annotation files into `SourceVideo`s in its
+A benchmark evaluator (`youcook2`, `msrvtt`, `crosstask`, `action_recognition`,
+`coin`, `youtube8m_segments`) parses the benchmark's official annotation files into `SourceVideo`s in its
 constructor, so a wrong file fails before training, naming the file and line.
 When it runs, it converts those videos once into records that hold each video
 whole (`vtlearn.data.convert`, one record per video), in a cache keyed by the
@@ -15,8 +15,7 @@ process sees.
 
 Inputs, chosen by the run's data settings:
   * pixels (`data.video=True`): the benchmark's video files, found by stem
-    anywhere under `video_dir` (default: the benchmark's usual folder under
-    `data_dir`), decoded with PyAV at `data.fps`, short side
+    anywhere under `video_dir` (default `data_dir`), decoded with PyAV at `data.fps`, short side
     `data.eval_crop_size` (the evaluation centre crop then takes the centre
     square: the MIL-NCE release's "crop the centre square, scale to 224"),
     audio at `data.audio_rate` when the run uses audio;
@@ -62,7 +61,7 @@ def common_config(**defaults) -> ml_collections.ConfigDict:
     """The keys every benchmark section has, plus its own `defaults`."""
     return ml_collections.ConfigDict(dict(
         data_dir="",       # the benchmark's folder, as downloaded
-        video_dir="",      # video files (any depth); "" = the benchmark's usual folder
+        video_dir="",      # video files (any depth); "" = data_dir
         features_dir="",   # feature-tower runs: <video_id>.npz ("2d", "3d") or .npy
         feature_rate=1.0,  # feature vectors per second
         waveform_dir="",   # feature runs with audio: <video_id>.npy at data.audio_rate
@@ -101,11 +100,9 @@ class Converted:
 class BenchmarkEvaluator(base.Evaluator):
     """An evaluator over a benchmark's own files; see the module docstring.
 
-    Subclasses set `video_folder` (where the videos usually lie under
-    `data_dir`), parse their annotations in `__init__` and call `convert`.
+    Subclasses parse their annotations in `__init__` (joining them with the
+    input files by `sources`) and, in `run`, call `convert`, then embed.
     """
-
-    video_folder = ""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -137,8 +134,7 @@ class BenchmarkEvaluator(base.Evaluator):
         """Video id -> {"video": path} (pixels) or {"2d": path, "3d": path} (features)."""
         s = self.settings
         if self.config.data.video:
-            folder = s.video_dir or str(self.path(self.video_folder))
-            found = convert.find_files(folder, convert.VIDEO_EXTENSIONS, recursive=True,
+            found = convert.find_files(s.video_dir or s.data_dir, convert.VIDEO_EXTENSIONS, recursive=True,
                                        required=True)
             return {vid: {"video": path} for vid, path in found.items()}
         if not s.features_dir:
@@ -186,17 +182,16 @@ class BenchmarkEvaluator(base.Evaluator):
                              f"videos has an input file (e.g. {list(missing)[:3]})")
         loader = self.loader()
         key = cache_key(sources, loader)
-        root = Path(self.settings.cache_dir or default_cache_dir()) / f"{self.name}-{key}"
+        benchmark = type(self).__module__.rsplit(".", 1)[-1]  # sections of one type share
+        root = Path(self.settings.cache_dir or default_cache_dir()) / f"{benchmark}-{key}"
         prefix = root / "videos"
         num_shards = max(jax.process_count(), min(64, math.ceil(len(sources) / 8)))
         summary_path = Path(f"{prefix}.summary.json")
-        if jax.process_index() == 0:
-            done = summary_path.exists() and _complete(summary_path)
-            if not done:
-                logging.info("%s: converting %d videos into %s", self.name, len(sources), root)
-            summary = convert.convert(sources, loader, prefix, num_shards,
-                                      chunk_seconds=WHOLE_VIDEO_SECONDS,
-                                      workers=self.settings.workers, missing=missing)
+        if jax.process_index() == 0:  # finished shards are kept: a rerun converts nothing
+            logging.info("%s: records of %d videos in %s", self.name, len(sources), root)
+            convert.convert(sources, loader, prefix, num_shards,
+                            chunk_seconds=WHOLE_VIDEO_SECONDS, workers=self.settings.workers,
+                            missing=missing)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -228,13 +223,6 @@ class BenchmarkEvaluator(base.Evaluator):
         sources = [convert.SourceVideo(video_id=vid, inputs=inputs[vid], **fields)
                    for vid, fields in sorted(annotated.items()) if vid in inputs]
         return sources, sorted(set(annotated) - set(inputs))
-
-
-def _complete(summary_path: Path) -> bool:
-    try:
-        return "counts" in json.loads(summary_path.read_text())
-    except (OSError, ValueError):
-        return False
 
 
 def cache_key(sources: Sequence[convert.SourceVideo], loader: convert.Loader) -> str:
