@@ -18,8 +18,9 @@ import pytest
 from vtlearn import sharding, train
 from vtlearn.config_defaults import load_config, use_lab_features
 from vtlearn.data import lab, lab_exports, pipeline, sources
-from vtlearn.evaluation import (action_recognition, build_evaluators, coin, crosstask, msrvtt,
-                                youcook2, youtube8m_segments)
+from vtlearn.evaluation import (action_recognition, benchmark, build_evaluators, coin,
+                                crosstask, mining_youtube, msrvtt, youcook2,
+                                youtube8m_segments)
 from vtlearn.evaluation.base import section
 from vtlearn.evaluation.retrieval import correct_item_ranks, paired_retrieval_metrics
 
@@ -127,9 +128,9 @@ def test_ucf_lists_and_a_class_missing_from_classind(tmp_path):
 
 
 def test_class_names_become_words():
-    assert action_recognition.class_text("brush_hair") == "brush hair"
-    assert action_recognition.class_text("ApplyEyeMakeup") == "apply eye makeup"
-    assert action_recognition.class_text("YoYo") == "yo yo"
+    assert benchmark.label_text("brush_hair") == "brush hair"
+    assert benchmark.label_text("ApplyEyeMakeup") == "apply eye makeup"
+    assert benchmark.label_text("YoYo") == "yo yo"
 
 
 # Metrics -------------------------------------------------------------------------
@@ -332,7 +333,7 @@ def test_action_recognition_end_to_end_on_both_layouts(setup, export):
     features = data_dirs[export] / "features"
     test = split.test[0]
     video = _embed(setup, [_window_features(features / f"{v}.npz", 0, 1e9) for v in test])
-    names = evaluator.embed_texts(state, [action_recognition.class_text(c)
+    names = evaluator.embed_texts(state, [benchmark.label_text(c)
                                           for c in split.classes])
     expected = np.argmax(video @ names.T, axis=1) == np.array([split.labels[v] for v in test])
     assert metrics["zero_shot_top1/split1"] == pytest.approx(100 * expected.mean())
@@ -615,3 +616,80 @@ def test_a_benchmark_evaluates_during_training(setup, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows if "ct/recall" in r]
     assert steps == [2, 4]
+
+
+def test_mining_youtube_alignment_matches_brute_force():
+    rng = np.random.default_rng(1)
+
+    def compositions(t, n):  # the ends of n ordered non-empty segments of t windows
+        for cuts in itertools.combinations(range(1, t), n - 1):
+            yield (0,) + cuts + (t,)
+
+    for t_count, transcript in [(5, [0, 1]), (6, [2, 0, 1]), (7, [1, 0, 1, 2]), (4, [0]),
+                                (6, [0, 0, 1])]:
+        log_probs = rng.normal(size=(t_count, 3))
+        mean = t_count / len(transcript)
+        best, best_labels = -np.inf, None
+        for bounds in compositions(t_count, len(transcript)):
+            labels = np.concatenate([np.full(b - a, c) for a, b, c in
+                                     zip(bounds[:-1], bounds[1:], transcript)])
+            score = log_probs[np.arange(t_count), labels].sum() + sum(
+                mining_youtube.poisson_log_pmf(b - a, mean) for a, b in zip(bounds[:-1],
+                                                                            bounds[1:]))
+            if score > best:
+                best, best_labels = score, labels
+        np.testing.assert_array_equal(mining_youtube.align(log_probs, transcript, mean),
+                                      best_labels)
+
+
+def test_mining_youtube_overlaps_by_hand():
+    background = 9
+    truth = np.array([9, 1, 1, 1, 1, 9, 2, 2, 9, 9])
+    predicted = np.array([9, 9, 1, 1, 1, 1, 1, 2, 2, 9])
+    # Action 1: G=[1,5), D=[2,7): ∩ 3, ∪ 6, |D| 5. Action 2: G=[6,8), D=[7,9): ∩ 1, ∪ 3, |D| 2.
+    iou, iod = mining_youtube.segment_overlaps(truth, predicted, background)
+    assert iou == pytest.approx((3 / 6 + 1 / 3) / 2) and iod == pytest.approx((3 / 5 + 1 / 2) / 2)
+    assert mining_youtube.runs(["a", "a", "b", "a"]) == [("a", 0, 2), ("b", 2, 3), ("a", 3, 4)]
+
+
+def test_mining_youtube_files_and_their_errors(tmp_path):
+    (tmp_path / "t.txt").write_text("\n")
+    with pytest.raises(ValueError, match="t.txt: line 1: empty transcript"):
+        mining_youtube.read_transcript(tmp_path / "t.txt")
+    (tmp_path / "g.gt").write_text("background\ncrack_egg\n\ncrack_egg\n")
+    with pytest.raises(ValueError, match="g.gt: line 3: empty label"):
+        mining_youtube.read_frame_labels(tmp_path / "g.gt")
+
+
+def test_mining_youtube_end_to_end_on_the_lab_export(setup, tmp_path):
+    with pytest.raises(ValueError, match="label_rate must be set"):
+        _evaluator(setup, "myt", "mining_youtube", export="miningyoutube")
+    evaluator = _evaluator(setup, "myt", "mining_youtube", export="miningyoutube",
+                           label_rate=1.0)
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    root = data_dirs["miningyoutube"]
+    ids = (root / "videos_test.txt").read_text().split()
+    assert metrics["videos"] == len(ids) and 0 <= metrics["frame_accuracy"] <= 100
+    # The reference from the files: per-second features, the class names' text.
+    classes = evaluator.classes
+    text = evaluator.embed_texts(state, [benchmark.label_text(c) for c in classes[:-1]])
+    accuracies = []
+    for vid in ids:
+        with np.load(root / "features" / f"{vid}.npz") as f:
+            seconds = len(f["2d"])
+        video = _embed(setup, [_window_features(root / "features" / f"{vid}.npz", t, t + 1)
+                               for t in range(seconds)])
+        scores = video @ text.T
+        scores = np.concatenate([scores, np.full((seconds, 1), scores.mean())], 1)
+        transcript = [classes.index(c) for c in
+                      mining_youtube.read_transcript(root / "transcripts" / f"{vid}.txt")]
+        present = sorted(set(transcript))
+        log_probs = np.full(scores.shape, -np.inf)
+        shifted = scores[:, present] - scores[:, present].max(1, keepdims=True)
+        log_probs[:, present] = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        predicted = mining_youtube.align(log_probs, transcript, seconds / len(transcript))
+        truth = [classes.index(c) for c in
+                 mining_youtube.read_frame_labels(root / "groundTruth" / f"{vid}.gt")]
+        accuracies.append(np.mean(np.array(truth[:seconds]) == predicted))
+    assert metrics["frame_accuracy"] == pytest.approx(100 * np.mean(accuracies), abs=1e-6)

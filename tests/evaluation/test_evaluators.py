@@ -124,7 +124,8 @@ def test_probe_on_whole_videos_with_an_svm(setup):
 @pytest.mark.parametrize("key, value, message", [
     ("type", "nope", r"config.evals.retrieval.type='nope' names no plug-in.*built in: "
                      r"action_recognition, alignment_view, clustering, coin, crosstask, groundability, "
-                     r"linear_probe, msrvtt, retrieval, youcook2, youtube8m_segments$"),
+                     r"linear_probe, mining_youtube, msrvtt, retrieval, youcook2, "
+                     r"youtube8m_segments$"),
     ("files", "/nowhere/*.tfrecord", r"config.evals.retrieval.files .*matches no file"),
 ])
 def test_bad_evaluator_settings_fail_when_built(setup, key, value, message):

@@ -1,8 +1,9 @@
 """The lab's videos written as the downstream benchmarks' own files.
 
 So that every benchmark evaluator (`vtlearn.evaluation.youcook2`, `msrvtt`,
-`crosstask`, `action_recognition`, `coin`, `youtube8m_segments`) runs end to end without a download, this
-writes one lab split (default "test") in each benchmark's layout: video files
+`crosstask`, `action_recognition`, `coin`, `mining_youtube`,
+`youtube8m_segments`) runs end to end without a download, this writes one lab
+split (default "test") in each benchmark's layout: video files
 (MPEG-4 Part 2, the lab's frames and frame rate) and, when the lab has
 features, `features/<video_id>.npz` with arrays "2d" and "3d" (one vector per
 second) and, when it has audio, `waveforms/<video_id>.npy` (mono, the lab's
@@ -25,6 +26,10 @@ rate) for feature-tower runs. Texts are the lab's canonical step names
              trainlist0N.txt, testlist0N.txt).
   coin       videos/<video>.mp4 and COIN.json: the split as subset "testing",
              the lab's "val" split as "training"; step ids are the lab's.
+  miningyoutube  videos_test.txt, transcripts/<video>.txt (the video's steps and
+             background runs in order, as MiningYouTube's underscore-joined class
+             names), groundTruth/<video>.gt (one label per second, at its centre),
+             videos/<video>.mp4.
   youtube8m  validate0000.tfrecord in YouTube-8M's frame-level format (the lab's
              features quantised as `rgb` / `audio`, at the lab's sizes) with
              segment ratings: every 5-s segment of a video rated for each step
@@ -54,7 +59,8 @@ import numpy as np
 from vtlearn.data import lab
 from vtlearn.data import schema as S
 
-FORMATS = ("youcook2", "msrvtt", "crosstask", "hmdb51", "ucf101", "coin", "youtube8m")
+FORMATS = ("youcook2", "msrvtt", "crosstask", "hmdb51", "ucf101", "coin", "miningyoutube",
+           "youtube8m")
 SEGMENT_SECONDS = 5
 TASK_ID_OFFSET = 100  # CrossTask task ids are numbers; category c is task 100 + c
 
@@ -237,6 +243,23 @@ def _coin(w: _Writer) -> None:
     (w.out / "COIN.json").write_text(json.dumps({"database": database}, indent=1))
 
 
+def _miningyoutube(w: _Writer) -> None:
+    for folder in ("transcripts", "groundTruth"):
+        (w.out / folder).mkdir(parents=True, exist_ok=True)
+    for video in w.videos:
+        w.save(video, w.out / "videos" / f"{video.video_id}.mp4")
+        seg = video.segments
+        labels = []
+        for t in range(math.ceil(video.duration - 1e-6)):
+            inside = np.flatnonzero((seg.start <= t + 0.5) & (t + 0.5 < seg.end))
+            labels.append(w.step_name(seg.label[inside[0]]).replace(" ", "_") if len(inside)
+                          else "background")
+        transcript = [label for i, label in enumerate(labels) if i == 0 or labels[i - 1] != label]
+        (w.out / "transcripts" / f"{video.video_id}.txt").write_text(" ".join(transcript) + "\n")
+        (w.out / "groundTruth" / f"{video.video_id}.gt").write_text("\n".join(labels) + "\n")
+    (w.out / "videos_test.txt").write_text("".join(f"{v.video_id}\n" for v in w.videos))
+
+
 def _quantise(features: np.ndarray) -> list[bytes]:
     """Per step, uint8 bytes that `youtube8m.dequantize` maps back within half a step."""
     from vtlearn.data.youtube8m import QUANTIZED_MAX, QUANTIZED_MIN
@@ -284,7 +307,8 @@ def _youtube8m(w: _Writer) -> None:
 
 _EXPORTS: dict[str, Callable[[_Writer], None]] = {
     "youcook2": _youcook2, "msrvtt": _msrvtt, "crosstask": _crosstask,
-    "hmdb51": _hmdb51, "ucf101": _ucf101, "coin": _coin, "youtube8m": _youtube8m}
+    "hmdb51": _hmdb51, "ucf101": _ucf101, "coin": _coin, "miningyoutube": _miningyoutube,
+    "youtube8m": _youtube8m}
 
 
 def export(config: lab.LabConfig, fmt: str, out_dir: str | Path,

@@ -5,7 +5,8 @@ text-video retrieval), "linear_probe" (frozen features, linear classifier),
 "clustering" (MCN's clustering metrics), "groundability" (Hessel et al.'s
 intra-video AUC) and "alignment_view" (VT-TWINS Fig. 5 matrices as a PNG).
 On the downstream benchmarks' own files (`vtlearn.evaluation.benchmark`):
-"youcook2", "msrvtt", "crosstask" and "action_recognition" (HMDB51, UCF101).
+"youcook2", "msrvtt", "crosstask", "action_recognition" (HMDB51, UCF101),
+"coin", "mining_youtube" and "youtube8m_segments".
 See `vtlearn.evaluation.base` for the interface.
 """
 

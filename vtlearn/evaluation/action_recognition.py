@@ -33,7 +33,6 @@ missing or undecodable videos are left out of their splits and counted.
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import ml_collections
@@ -157,13 +156,6 @@ def read_ucf_splits(data_dir: str | Path) -> Splits:
     return Splits(tuple(classes), labels, tuple(train), tuple(test), ())
 
 
-def class_text(name: str) -> str:
-    """A class name as words: "brush_hair" -> "brush hair", "ApplyEyeMakeup" ->
-    "apply eye makeup", "YoYo" -> "yo yo"."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " "))
-    return " ".join(spaced.lower().split())
-
-
 def svm_accuracy(train_windows: np.ndarray, train_labels: np.ndarray,
                  test_windows: np.ndarray, test_labels: np.ndarray,
                  c: float = 100.0) -> float:
@@ -231,7 +223,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         labels = units["category"]
         mean_outputs = {k: v.mean(axis=1) for k, v in units.items()
                         if k not in base.METADATA_KEYS}
-        names = self.embed_texts(variables, [class_text(c) for c in self.splits.classes])
+        names = self.embed_texts(variables, [benchmark.label_text(c) for c in self.splits.classes])
         zero_shot = np.argmax(self.method.similarity(names, mean_outputs), axis=0)
         metrics = {}
         for split in s.splits:

@@ -1,7 +1,7 @@
 """Downstream benchmarks read from their own files: what their evaluators share.
 
 A benchmark evaluator (`youcook2`, `msrvtt`, `crosstask`, `action_recognition`,
-`coin`, `youtube8m_segments`) parses the benchmark's official annotation files into `SourceVideo`s in its
+`coin`, `mining_youtube`, `youtube8m_segments`) parses the benchmark's official annotation files into `SourceVideo`s in its
 constructor, so a wrong file fails before training, naming the file and line.
 When it runs, it converts those videos once into records that hold each video
 whole (`vtlearn.data.convert`, one record per video), in a cache keyed by the
@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -245,6 +246,13 @@ def cache_key(sources: Sequence[convert.SourceVideo], loader: convert.Loader) ->
                                                      array(s.segments.end)],
                     s.category, s.category_name] for s in sources]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def label_text(name: str) -> str:
+    """A class label as words: "brush_hair" -> "brush hair", "ApplyEyeMakeup" ->
+    "apply eye makeup", "YoYo" -> "yo yo"."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " "))
+    return " ".join(spaced.lower().split())
 
 
 def captions(texts: Sequence[str], start: Sequence[float],

@@ -1,0 +1,243 @@
+"""MiningYouTube zero-shot alignment to a given transcript (MCN Table 2: IoD, IoU).
+
+Files (`data_dir`), in the layout of the dataset's alignment code
+(hildekuehne/Mining_YouTube_dataset, `video_alignment/`):
+  * `videos_test.txt` (`split="test"`) or `videos_val.txt` ("val"): one video
+    id per line;
+  * `transcripts/<video_id>.*`: the video's ordered actions, whitespace-separated
+    class names on the first line, the background class (`background`) included
+    where the video shows none;
+  * `groundTruth/<video_id>.*`: one class name per line per labelled frame,
+    `label_rate` lines per second (the dataset labels the frames it computes
+    features on: set it, there is no safe default);
+  * the videos (or per-video features) as for every benchmark evaluator.
+The archives that hold the real test annotations could not be read here, so
+this layout is the alignment code's (`.gt` frame labels, one-line transcripts)
+and is tested on files written in it.
+
+Protocol (MCN §4.3 "following the inference procedure of Kuehne et al."):
+  * windows of one second ([t, t+1), a pixel model sees the clip centred on
+    it); the score of class c at t is the similarity of the class name's text
+    (underscores as spaces) with the window; background has no text and scores
+    the video's mean class score at every window; the scores of the
+    transcript's classes and background become log-probabilities by a softmax
+    over them per window;
+  * Viterbi over the transcript: every entry gets one segment of >= 1
+    window, in order, covering the video, maximising the summed
+    log-probabilities plus a Poisson length log-likelihood per segment with
+    mean T / N (T windows, N transcript entries; zero-shot, there are no
+    training lengths; the reference reads per-class means from a file);
+  * metrics on the one-second grid (the ground truth's label at each window's
+    centre): frame accuracy (background included, as the reference's `eval`);
+    IoU and IoD per ground-truth action segment (background excluded), the
+    best over predicted segments of the same class of |G∩D| / |G∪D| and
+    |G∩D| / |D|, averaged over a video's segments, then over videos (the
+    reference code computes neither; MCN defines them as formulas only).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from scipy.special import gammaln, log_softmax
+
+from vtlearn.data import schema as S
+from vtlearn.data.pipeline import Units
+from vtlearn.evaluation import benchmark
+
+SPLIT_FILES = {"test": "videos_test.txt", "val": "videos_val.txt"}
+
+
+def _one(folder: Path, video_id: str) -> Path:
+    found = sorted(folder.glob(f"{video_id}.*")) + sorted(folder.glob(video_id))
+    if not found:
+        raise ValueError(f"{folder}: no file for video {video_id}")
+    return found[0]
+
+
+def read_transcript(path: str | Path) -> list[str]:
+    """The ordered class names of a transcript file's first line."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    names = lines[0].split() if lines else []
+    if not names:
+        raise ValueError(f"{path}: line 1: empty transcript")
+    return names
+
+
+def read_frame_labels(path: str | Path) -> list[str]:
+    """One class name per line (blank lines are errors, naming the line)."""
+    path = Path(path)
+    labels = []
+    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            raise ValueError(f"{path}: line {line}: empty label")
+        labels.append(text.strip())
+    if not labels:
+        raise ValueError(f"{path}: no label")
+    return labels
+
+
+def runs(labels: list[str] | np.ndarray) -> list[tuple[str, int, int]]:
+    """(label, start, end) of each run of equal labels, end exclusive."""
+    out, start = [], 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            out.append((labels[start], start, i))
+            start = i
+    return out
+
+
+def poisson_log_pmf(length: np.ndarray, mean: float) -> np.ndarray:
+    """log P(length) under Poisson(mean), length >= 1."""
+    length = np.asarray(length, np.float64)
+    return length * math.log(mean) - mean - gammaln(length + 1)
+
+
+def align(log_probs: np.ndarray, transcript: list[int], mean_length: float) -> np.ndarray:
+    """Viterbi segmentation of T windows into the transcript's entries, in order.
+
+    Args:
+      log_probs: [T, C] per-window class log-probabilities.
+      transcript: N class indices (N <= T), each one segment of >= 1 window.
+      mean_length: the Poisson mean of every segment's length.
+
+    Returns:
+      int [T]: the class of each window, maximising sum of log_probs over the
+      windows plus the length log-likelihoods of the N segments.
+    """
+    t_count, n_count = len(log_probs), len(transcript)
+    if n_count > t_count:
+        raise ValueError(f"{t_count} windows cannot hold {n_count} transcript entries")
+    cum = np.concatenate([np.zeros((1, log_probs.shape[1])), np.cumsum(log_probs, 0)])
+    lengths = poisson_log_pmf(np.arange(t_count + 1), mean_length)  # index = length
+    lengths[0] = -np.inf
+    best = np.full((n_count + 1, t_count + 1), -np.inf)  # best[n, t]: entries < n cover [0, t)
+    best[0, 0] = 0.0
+    came_from = np.zeros((n_count + 1, t_count + 1), np.int64)
+    ends = np.arange(t_count + 1)
+    for n, c in enumerate(transcript, start=1):
+        # score[t, s] = best[n - 1, s] + windows [s, t) as class c + length t - s, s < t.
+        length = ends[:, None] - ends[None, :]
+        score = (best[n - 1][None, :] + cum[:, c][:, None] - cum[:, c][None, :]
+                 + np.where(length > 0, lengths[np.clip(length, 0, t_count)], -np.inf))
+        came_from[n] = np.argmax(score, axis=1)
+        best[n] = score[ends, came_from[n]]
+    out = np.empty(t_count, np.int64)
+    t = t_count
+    for n in range(n_count, 0, -1):
+        s = came_from[n, t]
+        out[s:t] = transcript[n - 1]
+        t = s
+    return out
+
+
+def segment_overlaps(truth: np.ndarray, predicted: np.ndarray, background) -> tuple[float, float]:
+    """(IoU, IoD) of one video: per ground-truth non-background segment, the best
+    same-class predicted segment's |G∩D|/|G∪D| and |G∩D|/|D|, averaged (nan if none)."""
+    predicted_runs = runs(list(predicted))
+    ious, iods = [], []
+    for label, g0, g1 in runs(list(truth)):
+        if label == background:
+            continue
+        iou = iod = 0.0
+        for p_label, d0, d1 in predicted_runs:
+            if p_label != label:
+                continue
+            inter = max(0, min(g1, d1) - max(g0, d0))
+            iou = max(iou, inter / (max(g1, d1) - min(g0, d0)))
+            iod = max(iod, inter / (d1 - d0))
+        ious.append(iou)
+        iods.append(iod)
+    if not ious:
+        return float("nan"), float("nan")
+    return float(np.mean(ious)), float(np.mean(iods))
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Keys of a mining_youtube section (besides `type` and `every`)."""
+    return benchmark.common_config(
+        split="test",              # "test" (videos_test.txt) | "val" (videos_val.txt)
+        label_rate=0.0,            # ground-truth lines per second: required
+        background="background",   # the background class's name
+        num_clips=1,               # clips per one-second window
+    )
+
+
+class Evaluator(benchmark.BenchmarkEvaluator):
+    """Transcript alignment on MiningYouTube; see the module docstring."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        s = self.settings
+        if s.split not in SPLIT_FILES:
+            raise ValueError(f"config.evals.{self.name}.split must be one of "
+                             f"{sorted(SPLIT_FILES)}, got {s.split!r}")
+        if s.label_rate <= 0:
+            raise ValueError(f"config.evals.{self.name}.label_rate must be set: the ground "
+                             "truth's lines per second (the frames the dataset labels)")
+        ids = [line.strip() for line in self.path(SPLIT_FILES[s.split]).read_text()
+               .splitlines() if line.strip()]
+        self.transcripts = {v: read_transcript(_one(self.path("transcripts"), v)) for v in ids}
+        self.truth = {v: read_frame_labels(_one(self.path("groundTruth"), v)) for v in ids}
+        names = sorted({c for t in self.transcripts.values() for c in t} | {s.background})
+        self.classes = [c for c in names if c != s.background] + [s.background]
+        index = {c: i for i, c in enumerate(self.classes)}
+        for v in ids:
+            unknown = set(self.truth[v]) - set(self.transcripts[v]) - {s.background}
+            if unknown:
+                raise ValueError(f"{_one(self.path('groundTruth'), v)}: labels "
+                                 f"{sorted(unknown)[:3]} are not in the video's transcript")
+        annotated = {}
+        for v in ids:
+            segs = [r for r in runs(self.truth[v]) if r[0] != s.background]
+            annotated[v] = dict(
+                captions=benchmark.captions([], [], []),
+                segments=S.Segments(label=np.array([index[r[0]] for r in segs], np.int64),
+                                    start=np.array([r[1] / s.label_rate for r in segs],
+                                                   np.float32),
+                                    end=np.array([r[2] / s.label_rate for r in segs],
+                                                 np.float32)))
+        self.video_sources, self.missing = self.sources(annotated)
+        self.units = Units("window", num_clips=s.num_clips, window_seconds=1.0,
+                           stride_seconds=1.0)
+
+    def run(self, variables, step):
+        s = self.settings
+        converted = self.convert(self.video_sources, self.missing)
+        units = self.embed_units(variables, converted.files, self.units, with_text=False)
+        actions = self.classes[:-1]
+        text = self.embed_texts(variables, [benchmark.label_text(c) for c in actions])
+        accuracy, ious, iods, too_short = [], [], [], 0
+        for vid in sorted(set(units["video_id"])):
+            mine = np.flatnonzero(units["video_id"] == vid)
+            mine = mine[np.argsort(units["start"][mine])]
+            transcript = [self.classes.index(c) for c in self.transcripts[vid]]
+            if len(transcript) > len(mine):
+                too_short += 1
+                continue
+            scores = self.method.similarity(text, {k: v[mine] for k, v in units.items()}).T
+            scores = np.concatenate([scores, np.full((len(mine), 1), scores.mean())], 1)
+            present = sorted(set(transcript))
+            log_probs = np.full(scores.shape, -np.inf)
+            log_probs[:, present] = log_softmax(scores[:, present], axis=1)
+            predicted = align(log_probs, transcript, len(mine) / len(transcript))
+            lines = self.truth[vid]
+            centres = ((np.arange(len(mine)) + 0.5) * s.label_rate).astype(int)
+            truth = np.array([self.classes.index(lines[min(i, len(lines) - 1)])
+                              for i in centres])
+            accuracy.append(float(np.mean(truth == predicted)))
+            iou, iod = segment_overlaps(truth, predicted, len(self.classes) - 1)
+            if not math.isnan(iou):
+                ious.append(iou)
+                iods.append(iod)
+        if not accuracy:
+            raise ValueError(f"config.evals.{self.name}: no video could be aligned")
+        return {"frame_accuracy": 100.0 * float(np.mean(accuracy)),
+                "IoU": 100.0 * float(np.mean(ious)) if ious else float("nan"),
+                "IoD": 100.0 * float(np.mean(iods)) if iods else float("nan"),
+                "videos": float(len(accuracy)), "videos_too_short": float(too_short)
+                } | converted.counts()
