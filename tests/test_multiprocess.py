@@ -35,14 +35,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_job(workdir, lab_data, cache_dir, *overrides):
+def _run_job(workdir, lab_data, cache_dir, *overrides,
+             config=f"{ROOT}/configs/milnce_s3d.py:tiny"):
     """Runs both processes to completion; returns their combined logs."""
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", VTLEARN_COMPILATION_CACHE=str(cache_dir),
                XLA_FLAGS="--xla_force_host_platform_device_count=4 "
                          "--xla_backend_optimization_level=0")
     common = [
-        sys.executable, "-m", "vtlearn.main", f"--config={ROOT}/configs/milnce_s3d.py:tiny",
+        sys.executable, "-m", "vtlearn.main", f"--config={config}",
         f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
         "--num_processes=2", "--config.data.lab=",
         "--config.data.train_files=" + ",".join(map(str, lab_data.train_files)),
@@ -114,3 +115,31 @@ def test_two_processes_train_checkpoint_evaluate_and_resume(tmp_path):
     for i, log in enumerate(logs):
         assert f"Resumed from step 2 (data position {positions[i]})" in log, log[-3000:]
     assert (workdir / "checkpoints/3").is_dir()
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_benchmark_conversion_and_all_its_videos(tmp_path):
+    """Process 0 converts the benchmark's videos while process 1 waits; each then
+    embeds its own shard, and the metrics cover every video."""
+    from vtlearn.data import lab_exports
+
+    lab_data = lab.generate_lab(TINY, tmp_path / "lab")
+    data_dir = lab_exports.export(TINY, "crosstask", tmp_path / "crosstask")
+    config_file = tmp_path / "with_crosstask.py"
+    config_file.write_text(
+        "from vtlearn.config_defaults import load_config\n"
+        "from vtlearn.evaluation.base import section\n\n\n"
+        "def get_config():\n"
+        f"    config = load_config('{ROOT}/configs/milnce_s3d.py:tiny')\n"
+        f"    config.evals.ct = section('crosstask', every=2, data_dir='{data_dir}',\n"
+        f"                              features_dir='{data_dir.parent / 'features'}',\n"
+        f"                              cache_dir='{tmp_path / 'benchmarks'}')\n"
+        "    return config\n")
+    workdir = tmp_path / "run"
+    _run_job(workdir, lab_data, tmp_path / "jax_cache", "--config.train.num_steps=2",
+             "--config.evals.retrieval.every=0", config=config_file)
+    lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    (evaluation,) = [x for x in lines if x["split"] == "eval"]
+    videos = (data_dir / "videos_val.csv").read_text().splitlines()
+    assert evaluation["ct/videos"] == len(videos) == 3
+    assert len(list((tmp_path / "benchmarks").rglob("*.tfrecord"))) == 2  # one per process
