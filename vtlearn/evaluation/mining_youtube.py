@@ -32,7 +32,12 @@ Protocol (MCN §4.3 "following the inference procedure of Kuehne et al."):
     IoU and IoD per ground-truth action segment (background excluded), the
     best over predicted segments of the same class of |G∩D| / |G∪D| and
     |G∩D| / |D|, averaged over a video's segments, then over videos (the
-    reference code computes neither; MCN defines them as formulas only).
+    reference code computes neither; MCN defines them as formulas only);
+  * recall (MCN's MYT column, the `--mining` path of its `eval_cross.py`): the
+    CrossTask ordering DP on the log-softmax of the video's actions' scores
+    (in transcript order, first occurrences), one second per action; a hit
+    when that second carries the action; hits / actions per video, averaged
+    over videos.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from scipy.special import gammaln, log_softmax
 from vtlearn.data import schema as S
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import benchmark
+from vtlearn.evaluation.crosstask import order_constrained_assignment
 
 SPLIT_FILES = {"test": "videos_test.txt", "val": "videos_val.txt"}
 
@@ -211,7 +217,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         units = self.embed_units(variables, converted.files, self.units, with_text=False)
         actions = self.classes[:-1]
         text = self.embed_texts(variables, [benchmark.label_text(c) for c in actions])
-        accuracy, ious, iods, too_short = [], [], [], 0
+        accuracy, ious, iods, recalls, too_short = [], [], [], [], 0
         for vid in sorted(set(units["video_id"])):
             mine = np.flatnonzero(units["video_id"] == vid)
             mine = mine[np.argsort(units["start"][mine])]
@@ -230,6 +236,11 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             truth = np.array([self.classes.index(lines[min(i, len(lines) - 1)])
                               for i in centres])
             accuracy.append(float(np.mean(truth == predicted)))
+            actions = list(dict.fromkeys(c for c in transcript if c != len(self.classes) - 1))
+            if actions and len(actions) <= len(mine):
+                assigned = order_constrained_assignment(log_softmax(scores[:, actions], axis=1))
+                recalls.append(float(np.mean([truth[np.argmax(assigned[:, k])] == c
+                                              for k, c in enumerate(actions)])))
             iou, iod = segment_overlaps(truth, predicted, len(self.classes) - 1)
             if not math.isnan(iou):
                 ious.append(iou)
@@ -239,5 +250,6 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         return {"frame_accuracy": 100.0 * float(np.mean(accuracy)),
                 "IoU": 100.0 * float(np.mean(ious)) if ious else float("nan"),
                 "IoD": 100.0 * float(np.mean(iods)) if iods else float("nan"),
+                "recall": 100.0 * float(np.mean(recalls)) if recalls else float("nan"),
                 "videos": float(len(accuracy)), "videos_too_short": float(too_short)
                 } | converted.counts()
