@@ -361,6 +361,9 @@ def test_benchmark_settings_fail_before_any_work(setup, tmp_path):
     config.evals.ct.features_dir = ""
     with pytest.raises(ValueError, match="features_dir is empty"):
         build_evaluators(trainer.method, trainer.mesh, config, None, ["ct"])
+    with pytest.raises(ValueError, match=r"config.evals.ct.split must be one of \['all', "
+                                         r"'val'\], got 'test'"):
+        _evaluator(setup, "ct", "crosstask", split="test")
 
 
 # The pixel path ------------------------------------------------------------------

@@ -199,9 +199,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         s = self.settings
-        if s.dataset not in DATASETS:
-            raise ValueError(f"config.evals.{self.name}.dataset must be one of {DATASETS}, "
-                             f"got {s.dataset!r}")
+        self.check_choice("dataset", DATASETS)
         if not s.splits or set(s.splits) - {1, 2, 3}:
             raise ValueError(f"config.evals.{self.name}.splits must be a subset of (1, 2, 3), "
                              f"got {s.splits}")

@@ -118,6 +118,13 @@ class BenchmarkEvaluator(base.Evaluator):
         self.streams = tuple(name for name, dim in (("2d", data.features_2d),
                                                     ("3d", data.features_3d)) if dim)
 
+    def check_choice(self, key: str, choices) -> None:
+        """Raises naming `config.evals.<name>.<key>` unless its value is one of `choices`."""
+        value = self.settings[key]
+        if value not in choices:
+            raise ValueError(f"config.evals.{self.name}.{key} must be one of "
+                             f"{sorted(choices)}, got {value!r}")
+
     def embed_units(self, variables, files, units, with_text=True, average_clips=True):
         """`base.embed_units` reading the benchmark's own captions (not the lab's
         `data.eval_text_key`)."""

@@ -248,12 +248,8 @@ class Evaluator(benchmark.BenchmarkEvaluator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         s = self.settings
-        if s.split not in SPLIT_FILES:
-            raise ValueError(f"config.evals.{self.name}.split must be one of "
-                             f"{sorted(SPLIT_FILES)}, got {s.split!r}")
-        if s.aggregate not in ("task", "video"):
-            raise ValueError(f"config.evals.{self.name}.aggregate must be 'task' or 'video', "
-                             f"got {s.aggregate!r}")
+        self.check_choice("split", SPLIT_FILES)
+        self.check_choice("aggregate", ("task", "video"))
         self.tasks = read_tasks(self.path("tasks_primary.txt"))
         task_index = {t: i for i, t in enumerate(self.tasks)}
         self.videos, annotated, self.unannotated = {}, {}, 0

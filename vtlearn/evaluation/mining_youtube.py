@@ -179,9 +179,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         s = self.settings
-        if s.split not in SPLIT_FILES:
-            raise ValueError(f"config.evals.{self.name}.split must be one of "
-                             f"{sorted(SPLIT_FILES)}, got {s.split!r}")
+        self.check_choice("split", SPLIT_FILES)
         if s.label_rate <= 0:
             raise ValueError(f"config.evals.{self.name}.label_rate must be set: the ground "
                              "truth's lines per second (the frames the dataset labels)")

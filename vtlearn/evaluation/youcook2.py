@@ -199,9 +199,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         s = self.settings
-        if s.missing_videos not in ("miss", "drop"):
-            raise ValueError(f"config.evals.{self.name}.missing_videos must be 'miss' or "
-                             f"'drop', got {s.missing_videos!r}")
+        self.check_choice("missing_videos", ("miss", "drop"))
         self.clips = read_clips(find_annotations(s.data_dir, s.annotations), s.subset)
         by_video: dict[str, list[Clip]] = {}
         for clip in self.clips:

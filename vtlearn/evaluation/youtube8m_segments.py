@@ -136,9 +136,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         if self.config.data.video:
             raise ValueError(f"config.evals.{self.name}: YouTube-8M ships features, not "
                              "pixels; evaluate a feature run (data.video=False)")
-        if s.scoring not in SCORINGS:
-            raise ValueError(f"config.evals.{self.name}.scoring must be one of {SCORINGS}, "
-                             f"got {s.scoring!r}")
+        self.check_choice("scoring", SCORINGS)
         if not 0 < s.train_fraction < 1:
             raise ValueError(f"config.evals.{self.name}.train_fraction must lie in (0, 1)")
         pattern = str(self.path(s.records))
