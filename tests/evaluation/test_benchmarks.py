@@ -677,7 +677,7 @@ def test_mining_youtube_end_to_end_on_the_lab_export(setup, tmp_path):
     # The reference from the files: per-second features, the class names' text.
     classes = evaluator.classes
     text = evaluator.embed_texts(state, [benchmark.label_text(c) for c in classes[:-1]])
-    accuracies, recalls = [], []
+    accuracies, recalls, flat_accuracies = [], [], []
     for vid in ids:
         with np.load(root / "features" / f"{vid}.npz") as f:
             seconds = len(f["2d"])
@@ -695,6 +695,9 @@ def test_mining_youtube_end_to_end_on_the_lab_export(setup, tmp_path):
         truth = [classes.index(c) for c in
                  mining_youtube.read_frame_labels(root / "groundTruth" / f"{vid}.gt")]
         accuracies.append(np.mean(np.array(truth[:seconds]) == predicted))
+        flat = mining_youtube.align(np.where(np.isfinite(log_probs), 0.0, -np.inf), transcript,
+                                    seconds / len(transcript))
+        flat_accuracies.append(np.mean(np.array(truth[:seconds]) == flat))
         # MCN's recall: each action (transcript order) gets one second by the ordering DP.
         actions = list(dict.fromkeys(c for c in transcript if c != len(classes) - 1))
         shifted = scores[:, actions] - scores[:, actions].max(1, keepdims=True)
@@ -704,3 +707,4 @@ def test_mining_youtube_end_to_end_on_the_lab_export(setup, tmp_path):
                                 for k, c in enumerate(actions)]))
     assert metrics["frame_accuracy"] == pytest.approx(100 * np.mean(accuracies), abs=1e-6)
     assert metrics["recall"] == pytest.approx(100 * np.mean(recalls), abs=1e-6)
+    assert metrics["uniform/frame_accuracy"] == pytest.approx(100 * np.mean(flat_accuracies))

@@ -38,6 +38,9 @@ Protocol (MCN §4.3 "following the inference procedure of Kuehne et al."):
     (in transcript order, first occurrences), one second per action; a hit
     when that second carries the action; hits / actions per video, averaged
     over videos.
+`uniform/...` are frame accuracy, IoU and IoD of the same Viterbi with equal
+scores everywhere (the transcript cut by the length model alone): the
+baseline a model's scores have to beat.
 """
 
 from __future__ import annotations
@@ -216,6 +219,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         actions = self.classes[:-1]
         text = self.embed_texts(variables, [benchmark.label_text(c) for c in actions])
         accuracy, ious, iods, recalls, too_short = [], [], [], [], 0
+        uniform = {"frame_accuracy": [], "IoU": [], "IoD": []}
         for vid in sorted(set(units["video_id"])):
             mine = np.flatnonzero(units["video_id"] == vid)
             mine = mine[np.argsort(units["start"][mine])]
@@ -243,6 +247,13 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             if not math.isnan(iou):
                 ious.append(iou)
                 iods.append(iod)
+            flat = align(np.where(np.isfinite(log_probs), 0.0, -np.inf), transcript,
+                         len(mine) / len(transcript))
+            uniform["frame_accuracy"].append(float(np.mean(truth == flat)))
+            flat_iou, flat_iod = segment_overlaps(truth, flat, len(self.classes) - 1)
+            if not math.isnan(flat_iou):
+                uniform["IoU"].append(flat_iou)
+                uniform["IoD"].append(flat_iod)
         if not accuracy:
             raise ValueError(f"config.evals.{self.name}: no video could be aligned")
         return {"frame_accuracy": 100.0 * float(np.mean(accuracy)),
@@ -250,4 +261,5 @@ class Evaluator(benchmark.BenchmarkEvaluator):
                 "IoD": 100.0 * float(np.mean(iods)) if iods else float("nan"),
                 "recall": 100.0 * float(np.mean(recalls)) if recalls else float("nan"),
                 "videos": float(len(accuracy)), "videos_too_short": float(too_short)
-                } | converted.counts()
+                } | {f"uniform/{k}": 100.0 * float(np.mean(v)) if v else float("nan")
+                     for k, v in uniform.items()} | converted.counts()
