@@ -708,3 +708,24 @@ def test_mining_youtube_end_to_end_on_the_lab_export(setup, tmp_path):
     assert metrics["frame_accuracy"] == pytest.approx(100 * np.mean(accuracies), abs=1e-6)
     assert metrics["recall"] == pytest.approx(100 * np.mean(recalls), abs=1e-6)
     assert metrics["uniform/frame_accuracy"] == pytest.approx(100 * np.mean(flat_accuracies))
+
+
+def test_mining_youtube_clustering_of_the_action_seconds(setup):
+    from vtlearn.evaluation.clustering import cluster_by_task
+
+    evaluator = _evaluator(setup, "mytc", "mining_youtube", export="miningyoutube",
+                           label_rate=1.0, clustering=True)
+    _, _, state, data_dirs, _ = setup
+    metrics = evaluator.run(state, 0)
+    root = data_dirs["miningyoutube"]
+    points, labels, owners = [], [], []
+    for vid in (root / "videos_test.txt").read_text().split():
+        truth = mining_youtube.read_frame_labels(root / "groundTruth" / f"{vid}.gt")
+        for t, label in enumerate(truth):
+            if label != "background":
+                points.append(_window_features(root / "features" / f"{vid}.npz", t, t + 1))
+                labels.append(evaluator.classes.index(label))
+                owners.append(vid)
+    expected = cluster_by_task(_embed(setup, points), np.array(labels), np.array(owners))
+    for key in ("NMI", "ARI", "Acc", "H", "p_max", "num_tasks"):
+        assert metrics[f"clustering/{key}"] == pytest.approx(expected[key], rel=1e-4), key

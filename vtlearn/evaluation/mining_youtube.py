@@ -41,6 +41,11 @@ Protocol (MCN §4.3 "following the inference procedure of Kuehne et al."):
 `uniform/...` are frame accuracy, IoU and IoD of the same Viterbi with equal
 scores everywhere (the transcript cut by the length model alone): the
 baseline a model's scores have to beat.
+
+With `clustering=True`, MCN's appendix B.2 on MiningYouTube: the windows whose
+ground truth is an action, clustered per video by k-means with k = the
+video's actions (`vtlearn.evaluation.clustering.cluster_by_task`), NMI, ARI,
+Hungarian accuracy, ⟨H⟩ and ⟨p_max⟩ ("clustering/...").
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from scipy.special import gammaln, log_softmax
 from vtlearn.data import schema as S
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import benchmark
+from vtlearn.evaluation.clustering import cluster_by_task
 from vtlearn.evaluation.crosstask import order_constrained_assignment
 
 SPLIT_FILES = {"test": "videos_test.txt", "val": "videos_val.txt"}
@@ -173,6 +179,8 @@ def default_config() -> ml_collections.ConfigDict:
         label_rate=0.0,            # ground-truth lines per second: required
         background="background",   # the background class's name
         num_clips=1,               # clips per one-second window
+        clustering=False,          # also MCN's clustering metrics of the action windows
+        outputs=("embedding",),    # clustering: embed_video outputs averaged per window
     )
 
 
@@ -220,6 +228,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         text = self.embed_texts(variables, [benchmark.label_text(c) for c in actions])
         accuracy, ious, iods, recalls, too_short = [], [], [], [], 0
         uniform = {"frame_accuracy": [], "IoU": [], "IoD": []}
+        points, labels, owners = [], [], []
         for vid in sorted(set(units["video_id"])):
             mine = np.flatnonzero(units["video_id"] == vid)
             mine = mine[np.argsort(units["start"][mine])]
@@ -238,6 +247,11 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             truth = np.array([self.classes.index(lines[min(i, len(lines) - 1)])
                               for i in centres])
             accuracy.append(float(np.mean(truth == predicted)))
+            if s.clustering:
+                action = truth != len(self.classes) - 1
+                points.append(np.mean([units[k][mine][action] for k in s.outputs], axis=0))
+                labels.append(truth[action])
+                owners += [vid] * int(action.sum())
             actions = list(dict.fromkeys(c for c in transcript if c != len(self.classes) - 1))
             if actions and len(actions) <= len(mine):
                 assigned = order_constrained_assignment(log_softmax(scores[:, actions], axis=1))
@@ -262,4 +276,10 @@ class Evaluator(benchmark.BenchmarkEvaluator):
                 "recall": 100.0 * float(np.mean(recalls)) if recalls else float("nan"),
                 "videos": float(len(accuracy)), "videos_too_short": float(too_short)
                 } | {f"uniform/{k}": 100.0 * float(np.mean(v)) if v else float("nan")
-                     for k, v in uniform.items()} | converted.counts()
+                     for k, v in uniform.items()} | converted.counts() | (
+                    self._clustering(points, labels, owners) if s.clustering else {})
+
+    def _clustering(self, points, labels, owners) -> dict[str, float]:
+        metrics = cluster_by_task(np.concatenate(points), np.concatenate(labels),
+                                  np.array(owners))
+        return {} if metrics is None else {f"clustering/{k}": v for k, v in metrics.items()}
