@@ -729,3 +729,25 @@ def test_mining_youtube_clustering_of_the_action_seconds(setup):
     expected = cluster_by_task(_embed(setup, points), np.array(labels), np.array(owners))
     for key in ("NMI", "ARI", "Acc", "H", "p_max", "num_tasks"):
         assert metrics[f"clustering/{key}"] == pytest.approx(expected[key], rel=1e-4), key
+
+
+def test_without_pyav_evaluators_load_and_decoding_says_what_to_install():
+    """PyAV is the `video` extra: a base install lists every evaluator (feature runs
+    need no decoder) and decoding a video names the extra."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['av'] = None\n"
+            "from vtlearn.registry import builtin_plugins\n"
+            "print(' '.join(builtin_plugins('vtlearn.evaluation', 'Evaluator')))\n"
+            "from vtlearn.data import convert\n"
+            "try:\n"
+            "    convert.VideoFileLoader()(convert.SourceVideo('v', {'video': 'v.mp4'}, None))\n"
+            "except ModuleNotFoundError as e:\n"
+            "    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed, message = done.stdout.strip().splitlines()[-2:]
+    assert {"youcook2", "crosstask", "mining_youtube", "youtube8m_segments"} <= set(listed.split())
+    assert message == "decoding or writing video files needs PyAV: pip install 'vtlearn[video]'"

@@ -124,8 +124,8 @@ import queue as queue_lib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 from tqdm import tqdm
 
@@ -134,6 +134,21 @@ from vtlearn.data import records
 from vtlearn.data import schema
 from vtlearn.data.inspect import video_captions
 from vtlearn.data.text import Vocabulary
+
+if TYPE_CHECKING:
+    import av
+
+
+def pyav():
+    """The `av` module (PyAV), imported when video is decoded or encoded: feature
+    conversions and feature-run evaluations do not need it."""
+    try:
+        import av
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("decoding or writing video files needs PyAV: "
+                                  "pip install 'vtlearn[video]'") from None
+    return av
+
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +221,7 @@ class VideoFileLoader:
 
     def __call__(self, source: SourceVideo) -> tuple[schema.Video, list[str]]:
         warnings = []
+        av = pyav()
         with av.open(source.inputs["video"]) as container:
             if not container.streams.video:
                 raise ValueError("no video stream")
@@ -348,7 +364,7 @@ class _AudioTrack:
 
     def __init__(self, rate: int):
         self._rate = rate
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self._resampler = pyav().AudioResampler(format="flt", layout="mono", rate=rate)
         self._chunks: list[np.ndarray] = []
         self.start: float | None = None  # video time of the first sample
 
@@ -384,7 +400,7 @@ def _declared_duration(container, stream, origin: float) -> float | None:
                  if stream.start_time is not None else 0.0)
         return start + float(stream.duration * stream.time_base)
     if container.duration is not None:
-        return container.duration / av.time_base
+        return container.duration / pyav().time_base
     return None
 
 

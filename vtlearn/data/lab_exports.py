@@ -53,7 +53,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
 
 from vtlearn.data import lab
@@ -67,6 +66,9 @@ TASK_ID_OFFSET = 100  # CrossTask task ids are numbers; category c is task 100 +
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float) -> None:
     """Encodes uint8 [F, H, W, 3] frames (even H, W) as MPEG-4 Part 2 at `fps`."""
+    from vtlearn.data.convert import pyav
+
+    av = pyav()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = fractions.Fraction(fps).limit_denominator(1000)
