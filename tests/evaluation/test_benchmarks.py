@@ -759,3 +759,10 @@ def test_without_pyav_evaluators_load_and_decoding_says_what_to_install():
     listed, message = done.stdout.strip().splitlines()[-2:]
     assert {"youcook2", "crosstask", "mining_youtube", "youtube8m_segments"} <= set(listed.split())
     assert message == "decoding or writing video files needs PyAV: pip install 'vtlearn[video]'"
+
+
+def test_clustering_names_an_output_the_method_lacks(setup):
+    evaluator = _evaluator(setup, "ctn", "crosstask", clustering=True, outputs=("audio",))
+    with pytest.raises(ValueError, match=r"config.evals.ctn.outputs: the method's outputs have "
+                                         r"no \['audio'\]; they have \['embedding'"):
+        evaluator.run(setup[2], 0)

@@ -125,6 +125,15 @@ class BenchmarkEvaluator(base.Evaluator):
             raise ValueError(f"config.evals.{self.name}.{key} must be one of "
                              f"{sorted(choices)}, got {value!r}")
 
+    def clustering(self, units: dict[str, np.ndarray], groups: np.ndarray) -> dict[str, float]:
+        """MCN's clustering metrics of the units that show a step, k-means within each
+        group (`clustering.cluster_units`), keys prefixed "clustering/"."""
+        from vtlearn.evaluation.clustering import cluster_units
+
+        metrics = cluster_units(units, self.settings.outputs, groups,
+                                f"config.evals.{self.name}.outputs")
+        return {} if metrics is None else {f"clustering/{k}": v for k, v in metrics.items()}
+
     def embed_units(self, variables, files, units, with_text=True, average_clips=True):
         """`base.embed_units` reading the benchmark's own captions (not the lab's
         `data.eval_text_key`)."""

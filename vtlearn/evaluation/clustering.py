@@ -101,6 +101,27 @@ def cluster_by_task(points: np.ndarray, labels: np.ndarray, tasks: np.ndarray,
     return metrics
 
 
+def cluster_units(units: dict[str, np.ndarray], outputs, groups: np.ndarray, where: str,
+                  restarts: int = 10, seed: int = 0) -> dict[str, float] | None:
+    """`cluster_by_task` over the embedded units that show a step (label >= 0).
+
+    Args:
+      units: from `embed_units` ("label" and the method's outputs).
+      outputs: output keys averaged into each unit's vector.
+      groups: [U] the group (task, video) each unit is clustered within.
+      where: the config key of `outputs`, named when one is missing.
+      restarts, seed: k-means settings.
+    """
+    missing = [k for k in outputs if k not in units]
+    if missing:
+        raise ValueError(f"{where}: the method's outputs have no {missing}; they have "
+                         f"{sorted(k for k in units if k not in base.METADATA_KEYS)}")
+    step = units["label"] >= 0
+    points = np.mean([units[k][step] for k in outputs], axis=0)
+    return cluster_by_task(points, units["label"][step], np.asarray(groups)[step], restarts,
+                           seed)
+
+
 def default_config() -> ml_collections.ConfigDict:
     """Keys of a clustering section (besides `type` and `every`)."""
     return ml_collections.ConfigDict(dict(
@@ -124,13 +145,9 @@ class Evaluator(base.Evaluator):
 
     def run(self, variables, step):
         units = self.embed_units(variables, self.pattern, self.units, with_text=False)
-        missing = [k for k in self.settings.outputs if k not in units]
-        if missing:
-            raise ValueError(f"config.evals.{self.name}.outputs: the method's outputs have no "
-                             f"{missing}; they have {sorted(k for k in units if k != 'text')}")
-        points = np.mean([units[k] for k in self.settings.outputs], axis=0)
-        metrics = cluster_by_task(points, units["label"], units["category"],
-                                  self.settings.restarts, self.settings.seed)
+        metrics = cluster_units(units, self.settings.outputs, units["category"],
+                                f"config.evals.{self.name}.outputs", self.settings.restarts,
+                                self.settings.seed)
         if metrics is None:
             raise ValueError(f"config.evals.{self.name}: no task in {self.pattern!r} shows two "
                              "or more distinct steps")

@@ -54,7 +54,6 @@ import numpy as np
 from vtlearn.data import schema as S
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import benchmark
-from vtlearn.evaluation.clustering import cluster_by_task
 
 SPLIT_FILES = {"val": "videos_val.csv", "all": "videos.csv"}
 
@@ -301,7 +300,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         recalls = step_recall(truth, predicted, self.settings.aggregate)
         baseline = step_recall(truth, uniform, self.settings.aggregate)
         chance = step_recall(truth, random, self.settings.aggregate)
-        clusters = self._clustering(units) if self.settings.clustering else {}
+        clusters = self.clustering(units, units["category"]) if self.settings.clustering else {}
         return ({"recall": recalls.pop("mean"), "recall_uniform": baseline["mean"],
                  "recall_random": chance["mean"]}
                 | {f"recall/task_{t}": float(v) for t, v in recalls.items()} | clusters
@@ -309,13 +308,3 @@ class Evaluator(benchmark.BenchmarkEvaluator):
                 | {"videos": float(sum(map(len, truth.values()))),
                    "videos_unannotated": float(self.unannotated),
                    "videos_too_short": float(too_short)})
-
-    def _clustering(self, units) -> dict[str, float]:
-        step = units["label"] >= 0
-        missing = [k for k in self.settings.outputs if k not in units]
-        if missing:
-            raise ValueError(f"config.evals.{self.name}.outputs: the method's outputs have no "
-                             f"{missing}")
-        points = np.mean([units[k][step] for k in self.settings.outputs], axis=0)
-        metrics = cluster_by_task(points, units["label"][step], units["category"][step])
-        return {} if metrics is None else {f"clustering/{k}": v for k, v in metrics.items()}

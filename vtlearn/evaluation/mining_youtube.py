@@ -43,7 +43,7 @@ scores everywhere (the transcript cut by the length model alone): the
 baseline a model's scores have to beat.
 
 With `clustering=True`, MCN's appendix B.2 on MiningYouTube: the windows whose
-ground truth is an action, clustered per video by k-means with k = the
+centre lies in an action, clustered per video by k-means with k = the
 video's actions (`vtlearn.evaluation.clustering.cluster_by_task`), NMI, ARI,
 Hungarian accuracy, ⟨H⟩ and ⟨p_max⟩ ("clustering/...").
 """
@@ -60,7 +60,6 @@ from scipy.special import gammaln, log_softmax
 from vtlearn.data import schema as S
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import benchmark
-from vtlearn.evaluation.clustering import cluster_by_task
 from vtlearn.evaluation.crosstask import order_constrained_assignment
 
 SPLIT_FILES = {"test": "videos_test.txt", "val": "videos_val.txt"}
@@ -228,7 +227,6 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         text = self.embed_texts(variables, [benchmark.label_text(c) for c in actions])
         accuracy, ious, iods, recalls, too_short = [], [], [], [], 0
         uniform = {"frame_accuracy": [], "IoU": [], "IoD": []}
-        points, labels, owners = [], [], []
         for vid in sorted(set(units["video_id"])):
             mine = np.flatnonzero(units["video_id"] == vid)
             mine = mine[np.argsort(units["start"][mine])]
@@ -247,11 +245,6 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             truth = np.array([self.classes.index(lines[min(i, len(lines) - 1)])
                               for i in centres])
             accuracy.append(float(np.mean(truth == predicted)))
-            if s.clustering:
-                action = truth != len(self.classes) - 1
-                points.append(np.mean([units[k][mine][action] for k in s.outputs], axis=0))
-                labels.append(truth[action])
-                owners += [vid] * int(action.sum())
             actions = list(dict.fromkeys(c for c in transcript if c != len(self.classes) - 1))
             if actions and len(actions) <= len(mine):
                 assigned = order_constrained_assignment(log_softmax(scores[:, actions], axis=1))
@@ -277,9 +270,4 @@ class Evaluator(benchmark.BenchmarkEvaluator):
                 "videos": float(len(accuracy)), "videos_too_short": float(too_short)
                 } | {f"uniform/{k}": 100.0 * float(np.mean(v)) if v else float("nan")
                      for k, v in uniform.items()} | converted.counts() | (
-                    self._clustering(points, labels, owners) if s.clustering else {})
-
-    def _clustering(self, points, labels, owners) -> dict[str, float]:
-        metrics = cluster_by_task(np.concatenate(points), np.concatenate(labels),
-                                  np.array(owners))
-        return {} if metrics is None else {f"clustering/{k}": v for k, v in metrics.items()}
+                    self.clustering(units, units["video_id"]) if s.clustering else {})
