@@ -203,17 +203,13 @@ def test_the_window_svm_sums_decision_functions_over_windows():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
-    config.data.lab_dir = str(tmp_path_factory.mktemp("lab"))
-    use_lab_features(config)
-    config = sources.resolve_data(config)
-    trainer = train.Trainer(config, sharding.make_mesh())
+def setup(feature_run, tmp_path_factory):
+    config, trainer, state = feature_run
     lab_config = lab.LabConfig(**config.lab.to_dict())
     exports = tmp_path_factory.mktemp("exports")
     data_dirs = {f: lab_exports.export(lab_config, f, exports / f)
                  for f in lab_exports.FORMATS}
-    return config, trainer, trainer.init_state(), data_dirs, tmp_path_factory.mktemp("cache")
+    return config, trainer, state, data_dirs, tmp_path_factory.mktemp("cache")
 
 
 def _evaluator(setup, name, type_, **settings):

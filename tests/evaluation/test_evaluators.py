@@ -20,13 +20,8 @@ ROOT = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    config = load_config(f"{ROOT}/configs/milnce_s3d.py:tiny")
-    config.data.lab_dir = str(tmp_path_factory.mktemp("lab"))
-    use_lab_features(config)
-    config = sources.resolve_data(config)
-    trainer = train.Trainer(config, sharding.make_mesh())
-    return config, trainer, trainer.init_state()
+def setup(feature_run):
+    return feature_run
 
 
 def test_embedding_pass_keeps_every_unit_and_its_metadata(setup):
