@@ -32,7 +32,7 @@ the benchmark's own files (`vtlearn.evaluation.<type>`, `data_dir` = its folder)
 e.g. python -m vtlearn.evaluate --workdir=DIR --evals=youcook2,crosstask \
        --set evals.youcook2.data_dir=/data/youcook2 \
        --set evals.crosstask.data_dir=/data/crosstask_release
-or, for the public weights, --milnce_release=s3d_howto100m.pth,s3d_dict.npy
+or, for the public weights, --published=milnce_release:s3d_howto100m.pth,s3d_dict.npy
 instead of --workdir.
 
 Local preset (`:local`): the same S3D-G (full widths) on the synthetic lab,

@@ -13,9 +13,10 @@ groundability (`--evals=groundability`) or a benchmark:
   python -m vtlearn.evaluate --workdir=DIR --evals=youcook2,msrvtt \
       --set evals.youcook2.data_dir=/data/youcook2 --set evals.msrvtt.data_dir=/data/msrvtt
 
-`--milnce_release=s3d_howto100m.pth,s3d_dict.npy` evaluates the public MIL-NCE
-weights instead of a run (`vtlearn.load_milnce_release`; `--evals` required,
-`--workdir` optional: where metrics and artefacts go).
+`--published=NAME:FILE[,FILE...]` evaluates a method's published weights
+instead of a run (`vtlearn.methods.load_published`; `--evals` required,
+`--workdir` optional: where metrics and artefacts go), e.g. the MIL-NCE
+release: `--published=milnce_release:s3d_howto100m.pth,s3d_dict.npy`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import sys
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
-_RELEASE = flags.DEFINE_list(
-    "milnce_release", None, "WEIGHTS.pth,DICT.npy: evaluate the public MIL-NCE weights instead "
-    "of a run's checkpoint")
+_PUBLISHED = flags.DEFINE_string(
+    "published", None, "NAME:FILE[,FILE...]: evaluate a method's published weights instead of "
+    "a run's checkpoint, e.g. milnce_release:s3d_howto100m.pth,s3d_dict.npy")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _EVALS = flags.DEFINE_list("evals", None, "Keys of config.evals to run (default: all).")
 _SET = flags.DEFINE_multi_string(
@@ -80,11 +81,13 @@ def main(argv):
 
     keep_tensorflow_on_host()
     try:
-        if _RELEASE.value:
-            if len(_RELEASE.value) != 2 or not _EVALS.value:
-                raise app.UsageError("--milnce_release takes WEIGHTS.pth,DICT.npy and needs "
-                                     "--evals")
-            model = vtlearn.load_milnce_release(*_RELEASE.value)
+        if _PUBLISHED.value:
+            name, sep, files = _PUBLISHED.value.partition(":")
+            if not sep or not files or not _EVALS.value:
+                raise app.UsageError("--published takes NAME:FILE[,FILE...] and needs --evals")
+            from vtlearn.methods import load_published
+
+            model = load_published(name, *files.split(","))
         else:
             model = vtlearn.load(_WORKDIR.value, step=_STEP.value)
         for name in _EVALS.value or ():
@@ -98,13 +101,13 @@ def main(argv):
         writer = metric_writers.MetricWriter(_WORKDIR.value)
         writer.write(model.step, "eval", metrics)
         writer.close()
-    logging.info("Evaluated %s at step %d.", _WORKDIR.value or _RELEASE.value, model.step)
+    logging.info("Evaluated %s at step %d.", _WORKDIR.value or _PUBLISHED.value, model.step)
     for key, value in sorted(metrics.items()):
         print(f"{key}\t{value:.4g}")
 
 
 if __name__ == "__main__":
     flags.register_multi_flags_validator(
-        ["workdir", "milnce_release"], lambda f: bool(f["workdir"] or f["milnce_release"]),
-        "--workdir is required (or --milnce_release)")
+        ["workdir", "published"], lambda f: bool(f["workdir"] or f["published"]),
+        "--workdir is required (or --published)")
     app.run(main)

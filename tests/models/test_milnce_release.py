@@ -470,7 +470,7 @@ def test_a_run_can_start_from_the_release(release_files, imported):
 
 
 def test_the_evaluate_command_runs_a_benchmark_on_the_release_weights(release_files, tmp_path):
-    """`vtlearn.evaluate --milnce_release` on MSR-VTT files (the tiny lab's export),
+    """`vtlearn.evaluate --published=milnce_release:...` on MSR-VTT files (the tiny lab's export),
     at 8 frames of 40x40 (`--set data.*`) so that S3D-G stays cheap on a CPU."""
     import subprocess
     import sys
@@ -480,7 +480,8 @@ def test_the_evaluate_command_runs_a_benchmark_on_the_release_weights(release_fi
     data_dir = lab_exports.export(lab.lab_config("tiny"), "msrvtt", tmp_path / "msrvtt")
     folder, _ = release_files
     command = [sys.executable, "-m", "vtlearn.evaluate",
-               f"--milnce_release={folder / 's3d_howto100m.pth'},{folder / 's3d_dict.npy'}",
+               f"--published=milnce_release:{folder / 's3d_howto100m.pth'},"
+               f"{folder / 's3d_dict.npy'}",
                "--evals=msrvtt", f"--set=evals.msrvtt.data_dir={data_dir}",
                f"--set=evals.msrvtt.cache_dir={tmp_path / 'cache'}",
                "--set=evals.msrvtt.num_clips=1", "--set=data.num_frames=8",
@@ -494,3 +495,11 @@ def test_the_evaluate_command_runs_a_benchmark_on_the_release_weights(release_fi
     assert 0 <= float(printed["msrvtt/t2v/R@1"]) <= 100
     bare = subprocess.run(command[:4], capture_output=True, text=True, timeout=300)
     assert bare.returncode != 0 and "needs --evals" in bare.stderr
+
+
+def test_published_weights_are_looked_up_by_name():
+    from vtlearn.methods import load_published
+
+    with pytest.raises(ValueError, match=r"no published weights 'nope'; known: "
+                                         r"\['milnce_release'\]"):
+        load_published("nope", "a.pth")
