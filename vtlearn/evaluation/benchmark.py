@@ -17,7 +17,7 @@ Inputs, chosen by the run's data settings:
   * pixels (`data.video=True`): the benchmark's video files, found by stem
     anywhere under `video_dir` (default `data_dir`), decoded with PyAV at `data.fps`, short side
     `data.eval_crop_size` (the evaluation centre crop then takes the centre
-    square: the MIL-NCE release's "crop the centre square, scale to 224"),
+    square: the centre square of the frame, scaled to the crop size),
     audio at `data.audio_rate` when the run uses audio;
   * features (`data.video=False`): `features_dir/<video_id>.npz` with arrays
     "2d" and/or "3d" (the run's streams) or `<video_id>.npy` for a run with one
@@ -126,8 +126,8 @@ class BenchmarkEvaluator(base.Evaluator):
                              f"{sorted(choices)}, got {value!r}")
 
     def clustering(self, units: dict[str, np.ndarray], groups: np.ndarray) -> dict[str, float]:
-        """MCN's clustering metrics of the units that show a step, k-means within each
-        group (`clustering.cluster_units`), keys prefixed "clustering/"."""
+        """Clustering metrics of the units that show a step, k-means within each group
+        (`clustering.cluster_units`), keys prefixed "clustering/"."""
         from vtlearn.evaluation.clustering import cluster_units
 
         metrics = cluster_units(units, self.settings.outputs, groups,
