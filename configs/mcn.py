@@ -61,8 +61,8 @@ features and waveforms, `vtlearn.evaluation.benchmark`):
                       caption_avg 53.4 / 75.0 / 81.4, mv_clip 38.8 / 67.4 / 76.8,
                       mv_video 38.8 / 67.7 / 78.4
   msrvtt              10.5 / 25.2 / 33.8
-  crosstask           recall 35.1 (aggregate=video; IoD 33.6 and IoU 22.2 are not
-                      computed yet); clustering=True for the clustering metrics
+  crosstask           recall 35.1 (aggregate=video), IoD 33.6, IoU 22.2;
+                      clustering=True for the clustering metrics
   mining_youtube      recall 18.1, IoD 32.0, IoU 23.1; with clustering=True NMI
                       75.8, ARI 48.0, Acc 61.7, ⟨H⟩ 0.40, ⟨p_max⟩ 80.8
 """

@@ -19,7 +19,7 @@ from vtlearn import sharding, train
 from vtlearn.config_defaults import load_config, use_lab_features
 from vtlearn.data import lab, lab_exports, pipeline, sources
 from vtlearn.evaluation import (action_recognition, benchmark, build_evaluators, coin,
-                                crosstask, mining_youtube, msrvtt, youcook2,
+                                crosstask, mining_youtube, msrvtt, segments, youcook2,
                                 youtube8m_segments)
 from vtlearn.evaluation.base import section
 from vtlearn.evaluation.retrieval import correct_item_ranks, paired_retrieval_metrics
@@ -183,6 +183,22 @@ def test_step_recall_by_task_and_by_video():
     assert crosstask.uniform_assignment(10, 3).argmax(axis=0).tolist() == [1, 5, 8]
 
 
+def test_crosstask_frame_labels_and_overlaps_by_hand():
+    # Step 0 in [0.5, 2.2) -> seconds 0-2, step 1 in [4, 5) -> second 4, step 2 in
+    # [4, 6) overlaps it: second 4 takes the first (step 1), second 5 step 2.
+    y = crosstask.ground_truth([(0, 0.5, 2.2), (1, 4, 5), (2, 4, 6)], 8, 3)
+    labels = crosstask.frame_labels(y)
+    assert labels.tolist() == [0, 0, 0, 3, 1, 2, 3, 3]
+    # Every second gets a step, so background seconds are false positives.
+    predicted = np.array([0, 0, 1, 1, 1, 2, 2, 0])
+    iou, iod = segments.segment_overlaps(labels, predicted, background=3)
+    # Step 0: G [0,3), best D [0,2): 2/3 and 2/2. Step 1: G [4,5), D [2,5): 1/3, 1/3.
+    # Step 2: G [5,6), D [5,7): 1/2, 1/2.
+    assert iou == pytest.approx((2 / 3 + 1 / 3 + 1 / 2) / 3)
+    assert iod == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
+    assert crosstask.uniform_segmentation(8, 3).tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
 def test_the_window_svm_sums_decision_functions_over_windows():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 5)) * 4
@@ -299,7 +315,7 @@ def test_crosstask_end_to_end_matches_a_reference_from_the_files(setup):
     metrics = evaluator.run(state, 0)
     root = data_dirs["crosstask"]
     tasks = crosstask.read_tasks(root / "tasks_primary.txt")
-    truth, predicted = {}, {}
+    truth, predicted, ious, iods = {}, {}, {}, {}
     for task, vid in crosstask.read_videos(root / "videos_val.csv"):
         with np.load(root.parent / "features" / f"{vid}.npz") as f:
             seconds = len(f["2d"])
@@ -311,7 +327,18 @@ def test_crosstask_end_to_end_matches_a_reference_from_the_files(setup):
         truth.setdefault(task, []).append(crosstask.ground_truth(rows, seconds, len(steps)))
         predicted.setdefault(task, []).append(
             crosstask.order_constrained_assignment(video @ steps.T))
+        # IoU/IoD from a per-second loop: each second's best step against its label.
+        best = [max(range(len(steps)), key=lambda k: float(video[t] @ steps[k]))
+                for t in range(seconds)]
+        iou, iod = segments.segment_overlaps(crosstask.frame_labels(truth[task][-1]),
+                                             np.array(best), background=len(steps))
+        if not np.isnan(iou):
+            ious.setdefault(task, []).append(iou)
+            iods.setdefault(task, []).append(iod)
     assert metrics["recall"] == pytest.approx(crosstask.step_recall(truth, predicted)["mean"])
+    assert metrics["IoU"] == pytest.approx(100 * np.mean([np.mean(v) for v in ious.values()]))
+    assert metrics["IoD"] == pytest.approx(100 * np.mean([np.mean(v) for v in iods.values()]))
+    assert 0 <= metrics["uniform/IoU"] <= metrics["uniform/IoD"] <= 100
     assert metrics["videos"] == sum(map(len, truth.values()))
     assert 0 <= metrics["recall_uniform"] <= 100
 
@@ -654,9 +681,9 @@ def test_mining_youtube_overlaps_by_hand():
     truth = np.array([9, 1, 1, 1, 1, 9, 2, 2, 9, 9])
     predicted = np.array([9, 9, 1, 1, 1, 1, 1, 2, 2, 9])
     # Action 1: G=[1,5), D=[2,7): ∩ 3, ∪ 6, |D| 5. Action 2: G=[6,8), D=[7,9): ∩ 1, ∪ 3, |D| 2.
-    iou, iod = mining_youtube.segment_overlaps(truth, predicted, background)
+    iou, iod = segments.segment_overlaps(truth, predicted, background)
     assert iou == pytest.approx((3 / 6 + 1 / 3) / 2) and iod == pytest.approx((3 / 5 + 1 / 2) / 2)
-    assert mining_youtube.runs(["a", "a", "b", "a"]) == [("a", 0, 2), ("b", 2, 3), ("a", 3, 4)]
+    assert segments.runs(["a", "a", "b", "a"]) == [("a", 0, 2), ("b", 2, 3), ("a", 3, 4)]
 
 
 def test_mining_youtube_files_and_their_errors(tmp_path):

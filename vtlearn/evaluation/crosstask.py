@@ -32,7 +32,18 @@ shorter than its task's number of steps (in seconds) cannot hold the
 assignment and is left out (counted: `videos_too_short`). `recall_uniform` is
 CrossTask's uniform-assignment baseline (step k at second floor((k + 1/2) T / K))
 and `recall_random` the same DP on standard-normal scores (seed 0): chance.
-IoU / IoD (MCN Table 2's other columns) are not computed yet.
+
+IoU / IoD (MCN Table 2's other columns; its `eval_cross.py` computes neither,
+so the prediction is our reading of its §4.4, "given each frame in the video,
+we perform a zero-shot classification of the given labels"): every second is
+classified as its highest-scoring step of the task, with no background class,
+so a step predicted on an unannotated second is a false positive that lowers
+IoD and IoU, as MCN says these metrics do. The ground truth of a second is its
+annotated step (the first, where intervals overlap) or background. Both use
+the per-segment convention of `vtlearn.evaluation.segments.segment_overlaps`,
+averaged over a video's annotated segments, then over the task's videos, then
+over tasks. `uniform/IoU` and `uniform/IoD` score the video cut into K equal
+parts in the task's order.
 
 With `clustering=True`, MCN's appendix B.2 on CrossTask as well: the
 one-second windows inside an annotated step, clustered per task by k-means
@@ -54,6 +65,7 @@ import numpy as np
 from vtlearn.data import schema as S
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import benchmark
+from vtlearn.evaluation.segments import segment_overlaps
 
 SPLIT_FILES = {"val": "videos_val.csv", "all": "videos.csv"}
 
@@ -198,6 +210,17 @@ def uniform_assignment(num_seconds: int, num_steps: int) -> np.ndarray:
     return y
 
 
+def frame_labels(truth: np.ndarray) -> np.ndarray:
+    """int [T]: each second's annotated step (the first of overlapping ones), or
+    K (background) where none; `truth` is `ground_truth`'s uint8 [T, K]."""
+    return np.where(truth.any(axis=1), np.argmax(truth, axis=1), truth.shape[1])
+
+
+def uniform_segmentation(num_seconds: int, num_steps: int) -> np.ndarray:
+    """int [T]: the video cut into K equal consecutive parts, step k in part k."""
+    return np.arange(num_seconds) * num_steps // num_seconds
+
+
 def step_recall(truth: dict[str, list[np.ndarray]], predicted: dict[str, list[np.ndarray]],
                 aggregate: str = "task") -> dict[str, float]:
     """Recall (percent) per task and its mean over tasks.
@@ -280,6 +303,7 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         step_text = {t: self.embed_texts(variables, list(task.steps))
                      for t, task in self.tasks.items()}
         truth, predicted, uniform, random = {}, {}, {}, {}
+        overlaps = {"IoU": {}, "IoD": {}, "uniform/IoU": {}, "uniform/IoD": {}}
         rng = np.random.default_rng(0)
         too_short = 0
         for vid in sorted(set(units["video_id"])):
@@ -293,6 +317,13 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             scores = self.method.similarity(step_text[task],
                                             {key: v[mine] for key, v in units.items()}).T
             truth.setdefault(task, []).append(ground_truth(rows, len(mine), k))
+            labels = frame_labels(truth[task][-1])
+            for prefix, guess in (("", np.argmax(scores, axis=1)),
+                                  ("uniform/", uniform_segmentation(len(mine), k))):
+                iou, iod = segment_overlaps(labels, guess, background=k)
+                if not math.isnan(iou):
+                    overlaps[prefix + "IoU"].setdefault(task, []).append(iou)
+                    overlaps[prefix + "IoD"].setdefault(task, []).append(iod)
             predicted.setdefault(task, []).append(order_constrained_assignment(scores))
             uniform.setdefault(task, []).append(uniform_assignment(len(mine), k))
             random.setdefault(task, []).append(
@@ -303,6 +334,8 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         clusters = self.clustering(units, units["category"]) if self.settings.clustering else {}
         return ({"recall": recalls.pop("mean"), "recall_uniform": baseline["mean"],
                  "recall_random": chance["mean"]}
+                | {name: 100.0 * float(np.mean([np.mean(v) for v in by_task.values()]))
+                   if by_task else float("nan") for name, by_task in overlaps.items()}
                 | {f"recall/task_{t}": float(v) for t, v in recalls.items()} | clusters
                 | converted.counts()
                 | {"videos": float(sum(map(len, truth.values()))),

@@ -61,6 +61,7 @@ from vtlearn.data import schema as S
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import benchmark
 from vtlearn.evaluation.crosstask import order_constrained_assignment
+from vtlearn.evaluation.segments import runs, segment_overlaps
 
 SPLIT_FILES = {"test": "videos_test.txt", "val": "videos_val.txt"}
 
@@ -93,16 +94,6 @@ def read_frame_labels(path: str | Path) -> list[str]:
     if not labels:
         raise ValueError(f"{path}: no label")
     return labels
-
-
-def runs(labels: list[str] | np.ndarray) -> list[tuple[str, int, int]]:
-    """(label, start, end) of each run of equal labels, end exclusive."""
-    out, start = [], 0
-    for i in range(1, len(labels) + 1):
-        if i == len(labels) or labels[i] != labels[start]:
-            out.append((labels[start], start, i))
-            start = i
-    return out
 
 
 def poisson_log_pmf(length: np.ndarray, mean: float) -> np.ndarray:
@@ -147,28 +138,6 @@ def align(log_probs: np.ndarray, transcript: list[int], mean_length: float) -> n
         out[s:t] = transcript[n - 1]
         t = s
     return out
-
-
-def segment_overlaps(truth: np.ndarray, predicted: np.ndarray, background) -> tuple[float, float]:
-    """(IoU, IoD) of one video: per ground-truth non-background segment, the best
-    same-class predicted segment's |G∩D|/|G∪D| and |G∩D|/|D|, averaged (nan if none)."""
-    predicted_runs = runs(list(predicted))
-    ious, iods = [], []
-    for label, g0, g1 in runs(list(truth)):
-        if label == background:
-            continue
-        iou = iod = 0.0
-        for p_label, d0, d1 in predicted_runs:
-            if p_label != label:
-                continue
-            inter = max(0, min(g1, d1) - max(g0, d0))
-            iou = max(iou, inter / (max(g1, d1) - min(g0, d0)))
-            iod = max(iod, inter / (d1 - d0))
-        ious.append(iou)
-        iods.append(iod)
-    if not ious:
-        return float("nan"), float("nan")
-    return float(np.mean(ious)), float(np.mean(iods))
 
 
 def default_config() -> ml_collections.ConfigDict:
