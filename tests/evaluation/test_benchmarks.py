@@ -11,6 +11,7 @@ lab's own frames.
 import itertools
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -739,6 +740,36 @@ def test_mining_youtube_end_to_end_on_the_lab_export(setup, tmp_path):
     assert metrics["frame_accuracy"] == pytest.approx(100 * np.mean(accuracies), abs=1e-6)
     assert metrics["recall"] == pytest.approx(100 * np.mean(recalls), abs=1e-6)
     assert metrics["uniform/frame_accuracy"] == pytest.approx(100 * np.mean(flat_accuracies))
+
+
+def test_mining_youtube_reads_srt_ground_truth_as_the_frame_labels(setup, tmp_path):
+    """The same annotations written as subtitles give the same metrics, with no
+    label_rate; a bad entry is named by file and line."""
+    _, _, state, data_dirs, _ = setup
+    root = tmp_path / "myt"
+    shutil.copytree(data_dirs["miningyoutube"], root)
+
+    def stamp(t):
+        return f"{int(t // 3600):02d}:{int(t % 3600 // 60):02d}:{t % 60:06.3f}".replace(".", ",")
+
+    for gt in sorted((root / "groundTruth").glob("*.gt")):
+        entries = [f"{i}\n{stamp(a)} --> {stamp(b)}\n{label.replace('_', ' ')}\n" for i, (
+            label, a, b) in enumerate(segments.runs(mining_youtube.read_frame_labels(gt)), 1)]
+        gt.with_suffix(".srt").write_text("\n".join(entries))
+        gt.unlink()
+    frames = _evaluator(setup, "myt", "mining_youtube", export="miningyoutube", label_rate=1.0)
+    subtitles = _evaluator(setup, "myts", "mining_youtube", export="miningyoutube",
+                           data_dir=str(root))
+    expected, metrics = frames.run(state, 0), subtitles.run(state, 0)
+    for key in ("frame_accuracy", "IoU", "IoD", "recall", "uniform/IoU"):
+        assert metrics[key] == pytest.approx(expected[key]), key
+    bad = root / "bad.srt"
+    bad.write_text("1\n00:00:01,000 -> 00:00:02,000\ncrack egg\n")
+    with pytest.raises(ValueError, match="bad.srt: line 2: expected 'HH:MM:SS,mmm"):
+        mining_youtube.read_srt(bad)
+    bad.write_text("1\n00:00:01,000 --> 00:00:02,000\n\n")
+    with pytest.raises(ValueError, match="bad.srt: line 1: an entry needs"):
+        mining_youtube.read_srt(bad)
 
 
 def test_mining_youtube_clustering_of_the_action_seconds(setup):

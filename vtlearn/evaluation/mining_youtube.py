@@ -7,13 +7,19 @@ Files (`data_dir`), in the layout of the dataset's alignment code
   * `transcripts/<video_id>.*`: the video's ordered actions, whitespace-separated
     class names on the first line, the background class (`background`) included
     where the video shows none;
-  * `groundTruth/<video_id>.*`: one class name per line per labelled frame,
-    `label_rate` lines per second (the dataset labels the frames it computes
-    features on: set it, there is no safe default);
+  * `groundTruth/<video_id>.*`, either
+      - `.srt` subtitles, one entry per action (`index`, `HH:MM:SS,mmm -->
+        HH:MM:SS,mmm`, the class name; spaces read as underscores), time
+        not covered by an entry being background; or
+      - any other extension (the alignment code's `.gt`): one class name per
+        line per labelled frame, `label_rate` lines per second. The dataset
+        labels frames and computes its features on every second frame (its
+        README), so the rate depends on the copy: set it, there is no safe
+        default (a run with such files and no `label_rate` stops before
+        evaluating, naming the key);
   * the videos (or per-video features) as for every benchmark evaluator.
 The archives that hold the real test annotations could not be read here, so
-this layout is the alignment code's (`.gt` frame labels, one-line transcripts)
-and is tested on files written in it.
+both ground-truth formats are tested on files written in them.
 
 Protocol (MCN §4.3 "following the inference procedure of Kuehne et al."):
   * windows of one second ([t, t+1), a pixel model sees the clip centred on
@@ -28,7 +34,7 @@ Protocol (MCN §4.3 "following the inference procedure of Kuehne et al."):
     mean T / N (T windows, N transcript entries; zero-shot, there are no
     training lengths; the reference reads per-class means from a file);
   * metrics on the one-second grid (the ground truth's label at each window's
-    centre): frame accuracy (background included, as the reference's `eval`);
+    centre, background past its end): frame accuracy (background included, as the reference's `eval`);
     IoU and IoD per ground-truth action segment (background excluded), the
     best over predicted segments of the same class of |G∩D| / |G∪D| and
     |G∩D| / |D|, averaged over a video's segments, then over videos (the
@@ -96,6 +102,67 @@ def read_frame_labels(path: str | Path) -> list[str]:
     return labels
 
 
+def read_srt(path: str | Path) -> list[tuple[str, float, float]]:
+    """(class name, start, end) in seconds per entry of a subtitle file: blocks
+    of an index line, a `HH:MM:SS,mmm --> HH:MM:SS,mmm` line and the class
+    name, separated by blank lines.
+
+    Raises:
+      ValueError: naming the file and line of an entry that does not parse.
+    """
+    path = Path(path)
+    out, block = [], []
+    lines = path.read_text(encoding="utf-8-sig").splitlines() + [""]
+    for number, text in enumerate(lines, start=1):
+        if text.strip():
+            block.append((number, text.strip()))
+            continue
+        if not block:
+            continue
+        if len(block) < 3:
+            raise ValueError(f"{path}: line {block[0][0]}: an entry needs an index, a time "
+                             f"line and a class name, got {[t for _, t in block]}")
+        (_, _), (line, times), (_, label) = block[:3]
+        try:
+            start, end = (_srt_seconds(t) for t in times.split("-->"))
+        except ValueError:
+            raise ValueError(f"{path}: line {line}: expected 'HH:MM:SS,mmm --> "
+                             f"HH:MM:SS,mmm', got {times!r}") from None
+        if end < start:
+            raise ValueError(f"{path}: line {line}: entry ends before it starts")
+        out.append(("_".join(label.split()), start, end))
+        block = []
+    return out
+
+
+def _srt_seconds(text: str) -> float:
+    hours, minutes, seconds = text.strip().replace(",", ".").split(":")
+    return 3600 * int(hours) + 60 * int(minutes) + float(seconds)
+
+
+def read_ground_truth(path: Path, label_rate: float, background: str,
+                      rate_key: str) -> list[tuple[str, float, float]]:
+    """The video's action segments (class name, start, end) in seconds,
+    background left out, from `.srt` subtitles or frame labels at `label_rate`."""
+    if path.suffix == ".srt":
+        return [r for r in read_srt(path) if r[0] != background]
+    if label_rate <= 0:
+        raise ValueError(f"{rate_key} must be set to read {path}: the ground truth's lines "
+                         "per second (the frames the dataset labels)")
+    return [(c, a / label_rate, b / label_rate) for c, a, b in runs(read_frame_labels(path))
+            if c != background]
+
+
+def labels_at(segments: list[tuple[str, float, float]], times: np.ndarray,
+              background: str) -> list[str]:
+    """The class of the first segment holding each time (start <= t < end), else
+    background."""
+    out = []
+    for t in times:
+        out.append(next((c for c, a, b in segments if a <= t < b), background))
+    return out
+
+
 def poisson_log_pmf(length: np.ndarray, mean: float) -> np.ndarray:
     """log P(length) under Poisson(mean), length >= 1."""
     length = np.asarray(length, np.float64)
@@ -159,31 +226,28 @@ class Evaluator(benchmark.BenchmarkEvaluator):
         super().__init__(*args, **kwargs)
         s = self.settings
         self.check_choice("split", SPLIT_FILES)
-        if s.label_rate <= 0:
-            raise ValueError(f"config.evals.{self.name}.label_rate must be set: the ground "
-                             "truth's lines per second (the frames the dataset labels)")
         ids = [line.strip() for line in self.path(SPLIT_FILES[s.split]).read_text()
                .splitlines() if line.strip()]
         self.transcripts = {v: read_transcript(_one(self.path("transcripts"), v)) for v in ids}
-        self.truth = {v: read_frame_labels(_one(self.path("groundTruth"), v)) for v in ids}
+        self.truth = {v: read_ground_truth(_one(self.path("groundTruth"), v), s.label_rate,
+                                           s.background, f"config.evals.{self.name}.label_rate")
+                      for v in ids}
         names = sorted({c for t in self.transcripts.values() for c in t} | {s.background})
         self.classes = [c for c in names if c != s.background] + [s.background]
         index = {c: i for i, c in enumerate(self.classes)}
         for v in ids:
-            unknown = set(self.truth[v]) - set(self.transcripts[v]) - {s.background}
+            unknown = {c for c, _, _ in self.truth[v]} - set(self.transcripts[v])
             if unknown:
                 raise ValueError(f"{_one(self.path('groundTruth'), v)}: labels "
                                  f"{sorted(unknown)[:3]} are not in the video's transcript")
         annotated = {}
         for v in ids:
-            segs = [r for r in runs(self.truth[v]) if r[0] != s.background]
+            segs = self.truth[v]
             annotated[v] = dict(
                 captions=benchmark.captions([], [], []),
                 segments=S.Segments(label=np.array([index[r[0]] for r in segs], np.int64),
-                                    start=np.array([r[1] / s.label_rate for r in segs],
-                                                   np.float32),
-                                    end=np.array([r[2] / s.label_rate for r in segs],
-                                                 np.float32)))
+                                    start=np.array([r[1] for r in segs], np.float32),
+                                    end=np.array([r[2] for r in segs], np.float32)))
         self.video_sources, self.missing = self.sources(annotated)
         self.units = Units("window", num_clips=s.num_clips, window_seconds=1.0,
                            stride_seconds=1.0)
@@ -209,10 +273,8 @@ class Evaluator(benchmark.BenchmarkEvaluator):
             log_probs = np.full(scores.shape, -np.inf)
             log_probs[:, present] = log_softmax(scores[:, present], axis=1)
             predicted = align(log_probs, transcript, len(mine) / len(transcript))
-            lines = self.truth[vid]
-            centres = ((np.arange(len(mine)) + 0.5) * s.label_rate).astype(int)
-            truth = np.array([self.classes.index(lines[min(i, len(lines) - 1)])
-                              for i in centres])
+            truth = np.array([self.classes.index(c) for c in labels_at(
+                self.truth[vid], np.arange(len(mine)) + 0.5, s.background)])
             accuracy.append(float(np.mean(truth == predicted)))
             actions = list(dict.fromkeys(c for c in transcript if c != len(self.classes) - 1))
             if actions and len(actions) <= len(mine):
