@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vtlearn import checkpointing, run_config, sharding
+from vtlearn import checkpointing, fs, run_config, sharding
 from vtlearn.data.text import Vocabulary
 from vtlearn.evaluation import base as evaluation_base
 
@@ -147,7 +147,7 @@ def load(workdir: str | Path, step: int | None = None) -> Model:
         config = run_config.load(workdir)
         if config is None:
             raise FileNotFoundError(
-                f"{Path(workdir) / run_config.CONFIG_FILE} does not exist: a run from "
+                f"{fs.join(workdir, run_config.CONFIG_FILE)} does not exist: a run from "
                 "before runs saved their config, or not a vtlearn run directory")
         mesh = sharding.make_mesh()
         trainer = Trainer(config, mesh)
@@ -172,7 +172,7 @@ def load_pretrained(source: str, config: ml_collections.ConfigDict, method) -> t
       ValueError: naming `config.model_init` when the run's vocabulary differs
         from the source's (word ids would point at other words).
     """
-    if not Path(source).is_dir():
+    if not fs.isdir(source):
         return method.external_weights(source)
     model = load(source)
     vocab = Vocabulary.load(config.data.vocab_path)

@@ -4,18 +4,34 @@ A checkpoint holds the whole `TrainState` (step, params, optimizer state,
 model state such as BatchNorm statistics or cluster centroids, RNG, the
 non-finite counter) and, as JSON, each process's data-stream position, so a
 resumed run continues as the uninterrupted one would.
+
+The workdir may be local or a URL (`vtlearn.fs`). Orbax writes local and
+`gs://` checkpoints itself. On the other filesystems of `tf.io.gfile` (e.g.
+`ram://`, `hdfs://`), which its array store cannot reach, checkpoints are
+written to a local mirror (`VTLEARN_CHECKPOINT_MIRROR`, default
+`~/.cache/vtlearn/checkpoint_mirror/<hash of the URL>`) and copied to the
+workdir once complete; a complete copy ends with its `COPIED` marker, and a
+checkpoint without one (a copy cut short) is never restored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import signal
 import threading
-from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+from vtlearn import fs
+
+# URL schemes whose checkpoints orbax writes itself (its array store reaches them).
+NATIVE_SCHEMES = ("", "gs")
+COPIED = "COPIED"
 
 
 class NoCheckpointError(FileNotFoundError):
@@ -38,16 +54,20 @@ class Checkpointer:
         `NoCheckpointError`.
     """
 
-    def __init__(self, workdir: str | Path, keep: int = 1, every_steps: int = 1,
+    def __init__(self, workdir: str | os.PathLike, keep: int = 1, every_steps: int = 1,
                  read_only: bool = False):
         self.every_steps = every_steps
-        self.workdir = Path(workdir).absolute()
-        self.directory = self.workdir / "checkpoints"
-        if read_only and not self.directory.is_dir():
+        self.workdir = fs.absolute(workdir)
+        self.directory = fs.join(self.workdir, "checkpoints")
+        if read_only and not fs.isdir(self.directory):
             raise NoCheckpointError(f"No checkpoint in {self.directory}: train first, e.g. "
                                     f"python -m vtlearn.main --config=... --workdir={workdir}")
+        self._mirror = None
+        if fs.scheme(self.directory) not in NATIVE_SCHEMES:
+            self._mirror = _mirror_directory(self.directory)
+            self._copy_down()
         self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(
+            self._mirror or _orbax_path(self.directory), options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, create=not read_only))
         if read_only and self.latest_step is None:
             raise NoCheckpointError(f"No checkpoint in {self.directory}: train first.")
@@ -79,6 +99,9 @@ class Checkpointer:
             state=ocp.args.StandardSave(state),
             data=ocp.args.JsonSave({"positions": [int(p) for p in data_positions]})),
             force=True)
+        if self._mirror is not None:
+            self._manager.wait_until_finished()
+            self._copy_up()
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, list[int]]:
         """Restores `step` (default: latest) into the structure/shardings given.
@@ -103,7 +126,7 @@ class Checkpointer:
             raise RestoreError(
                 f"The checkpoint of step {step} in {self.directory} does not fit the state "
                 f"this config builds ({first}). Was the run trained with another method, "
-                f"model or optimizer? Its settings are in {self.workdir / 'config.json'}."
+                f"model or optimizer? Its settings are in {fs.join(self.workdir, 'config.json')}."
             ) from None
         return restored.state, list(restored.data["positions"])
 
@@ -126,9 +149,9 @@ class Checkpointer:
                 failures.append((step, e))
                 continue
             for bad, error in failures:
-                target = self.directory / f"damaged_{bad}"
+                target = fs.join(self.directory, f"damaged_{bad}")
                 if jax.process_index() == 0:
-                    (self.directory / str(bad)).rename(target)
+                    self._set_aside(bad, target)
                 logging.warning("Checkpoint %d does not restore (%s); moved it to %s and "
                                 "resumed from step %d.", bad, str(error).splitlines()[0][:200],
                                 target, step)
@@ -148,8 +171,73 @@ class Checkpointer:
     def wait(self) -> None:
         self._manager.wait_until_finished()
 
+    def _set_aside(self, step: int, target: str) -> None:
+        if self._mirror is None:
+            _orbax_path(fs.join(self.directory, str(step))).rename(_orbax_path(target))
+            return
+        os.rename(os.path.join(self._mirror, str(step)), os.path.join(
+            self._mirror, fs.name(target)))
+        self._copy_up()
+
+    def _copy_down(self) -> None:
+        """Replaces the local mirror with the workdir's complete checkpoints."""
+        if os.path.isdir(self._mirror):
+            shutil.rmtree(self._mirror)
+        os.makedirs(self._mirror)
+        if not fs.isdir(self.directory):
+            return
+        for entry in fs.listdir(self.directory):
+            source = fs.join(self.directory, entry)
+            if not fs.exists(fs.join(source, COPIED)):
+                if entry.isdigit():
+                    logging.warning("Checkpoint %s was not copied whole (no %s marker); "
+                                    "it is not restored.", source, COPIED)
+                continue
+            for relative in fs.walk_files(source):
+                local = os.path.join(self._mirror, entry, relative)
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                fs.copy(fs.join(source, relative), local)
+
+    def _copy_up(self) -> None:
+        """Makes the workdir's checkpoints those of the mirror: copies each new
+        one (its marker last) and deletes those the mirror no longer has."""
+        from vtlearn import sharding
+
+        local = {e for e in os.listdir(self._mirror)
+                 if os.path.isdir(os.path.join(self._mirror, e)) and "tmp" not in e}
+        remote = set(fs.listdir(self.directory)) if fs.isdir(self.directory) else set()
+        for entry in sorted(local):
+            target = fs.join(self.directory, entry)
+            if entry in remote and fs.exists(fs.join(target, COPIED)):
+                continue
+            for relative in fs.walk_files(os.path.join(self._mirror, entry)):
+                fs.makedirs(fs.join(target, *relative.split("/")[:-1]))
+                fs.copy(os.path.join(self._mirror, entry, relative),
+                           fs.join(target, relative))
+        sharding.barrier("vtlearn/checkpoints/copied")
+        if jax.process_index() == 0:
+            for entry in sorted(local):
+                marker = fs.join(self.directory, entry, COPIED)
+                if not fs.exists(marker):
+                    fs.write_text(marker, "")
+            for entry in sorted(remote - local):
+                fs.rmtree(fs.join(self.directory, entry))
+
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+def _orbax_path(path: str):
+    from etils import epath
+
+    return epath.Path(path)
+
+
+def _mirror_directory(url: str) -> str:
+    root = os.environ.get("VTLEARN_CHECKPOINT_MIRROR") or os.path.expanduser(
+        "~/.cache/vtlearn/checkpoint_mirror")
+    return os.path.join(root, hashlib.sha256(url.encode()).hexdigest()[:16],
+                        f"process_{jax.process_index()}")

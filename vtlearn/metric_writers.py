@@ -9,13 +9,15 @@ TensorBoard events go to `workdir/tensorboard/<split>/`. Only process 0 writes.
 from __future__ import annotations
 
 import json
+import os
 import time
-from pathlib import Path
 
 import jax
 from absl import logging
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from vtlearn import fs
 
 
 class MetricWriter:
@@ -29,21 +31,21 @@ class MetricWriter:
         twice.
     """
 
-    def __init__(self, workdir: str | Path, resumed_step: int | None = None):
-        self.workdir = Path(workdir)
+    def __init__(self, workdir: str | os.PathLike, resumed_step: int | None = None):
+        self.workdir = os.fspath(workdir)
         self.active = jax.process_index() == 0
         self._tb: dict[str, EventFileWriter] = {}
         if self.active:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            path = self.workdir / "metrics.jsonl"
-            if resumed_step is not None and path.exists():
-                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            fs.makedirs(self.workdir)
+            path = fs.join(self.workdir, "metrics.jsonl")
+            if resumed_step is not None and fs.exists(path):
+                lines = fs.read_text(path).splitlines(keepends=True)
                 kept = [x for x in lines if x.strip() and json.loads(x)["step"] <= resumed_step]
                 if len(kept) != len(lines):
                     logging.info("Dropped %d metrics.jsonl rows after step %d (replayed).",
                                  len(lines) - len(kept), resumed_step)
-                    path.write_text("".join(kept), encoding="utf-8")
-            self._jsonl = open(path, "a", encoding="utf-8")
+                    fs.write_text(path, "".join(kept))
+            self._jsonl = fs.open(path, "a")
 
     def write(self, step: int, split: str, scalars: dict[str, float]) -> None:
         if not self.active:
@@ -52,7 +54,7 @@ class MetricWriter:
         self._jsonl.write(json.dumps({"step": int(step), "split": split, **scalars}) + "\n")
         self._jsonl.flush()
         if split not in self._tb:
-            self._tb[split] = EventFileWriter(str(self.workdir / "tensorboard" / split))
+            self._tb[split] = EventFileWriter(fs.join(self.workdir, "tensorboard", split))
         values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
         self._tb[split].add_event(event_pb2.Event(
             wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)))

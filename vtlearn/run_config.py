@@ -12,12 +12,13 @@ would be continued as a different run or fail to restore.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Any
 
 import ml_collections
 from absl import logging
 
+from vtlearn import fs
 from vtlearn.data.text import Vocabulary
 
 CONFIG_FILE = "config.json"
@@ -65,13 +66,13 @@ def may_change(key: str) -> bool:
     return any(key == p or (p.endswith(".") and key.startswith(p)) for p in MAY_CHANGE)
 
 
-def load(workdir: str | Path) -> ml_collections.ConfigDict | None:
+def load(workdir: str | os.PathLike) -> ml_collections.ConfigDict | None:
     """The config saved in `workdir` (None if there is none), vocab_path pointing at its copy."""
-    path = Path(workdir) / CONFIG_FILE
-    if not path.exists():
+    path = fs.join(workdir, CONFIG_FILE)
+    if not fs.exists(path):
         return None
-    config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
-    config.data.vocab_path = str(Path(workdir) / VOCAB_FILE)
+    config = ml_collections.ConfigDict(_tuples(json.loads(fs.read_text(path))))
+    config.data.vocab_path = fs.join(workdir, VOCAB_FILE)
     return config
 
 
@@ -84,7 +85,7 @@ def _tuples(node):
     return node
 
 
-def check(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+def check(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
     """Checks a resuming run's config and vocabulary against those saved in `workdir`.
 
     Logs the keys in `MAY_CHANGE` that differ; nothing to check if the run
@@ -94,13 +95,12 @@ def check(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
       ConfigChangedError: when a key outside `MAY_CHANGE` or the vocabulary's
         words differ from the saved run's.
     """
-    workdir = Path(workdir)
-    saved_path = workdir / CONFIG_FILE
-    if not saved_path.exists():
+    saved_path = fs.join(workdir, CONFIG_FILE)
+    if not fs.exists(saved_path):
         return
-    changed = differences(json.loads(saved_path.read_text()), config)
+    changed = differences(json.loads(fs.read_text(saved_path)), config)
     refused = {k: v for k, v in changed.items() if not may_change(k)}
-    saved, vocab = (Vocabulary.load(workdir / VOCAB_FILE),
+    saved, vocab = (Vocabulary.load(fs.join(workdir, VOCAB_FILE)),
                     Vocabulary.load(config.data.vocab_path))
     if saved.words != vocab.words:
         differing = sum(a != b for a, b in zip(saved.words, vocab.words))
@@ -117,9 +117,9 @@ def check(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
         logging.info("Resuming with %s changed: %r -> %r", k, a, b)
 
 
-def save(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+def save(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
     """Writes `config.json` and a copy of the vocabulary into `workdir`."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True))
-    Vocabulary.load(config.data.vocab_path).save(workdir / VOCAB_FILE)
+    fs.makedirs(workdir)
+    fs.write_text(fs.join(workdir, CONFIG_FILE),
+                     json.dumps(config.to_dict(), indent=1, sort_keys=True))
+    Vocabulary.load(config.data.vocab_path).save(fs.join(workdir, VOCAB_FILE))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import flax
@@ -23,7 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from vtlearn import checkpointing, metric_writers, optim, run_config, sharding
+from vtlearn import checkpointing, fs, metric_writers, optim, run_config, sharding
 from vtlearn.data import pipeline
 from vtlearn.data.samplers import get_sampler
 from vtlearn.data.sources import resolve_data
@@ -166,13 +165,13 @@ class EvaluationLog:
     """
 
     def __init__(self, workdir: str):
-        self.path = Path(workdir) / "evaluations.json"
-        self.done = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.path = fs.join(workdir, "evaluations.json")
+        self.done = json.loads(fs.read_text(self.path)) if fs.exists(self.path) else {}
 
     def record(self, name: str, step: int) -> None:
         self.done[name] = step
         if jax.process_index() == 0:
-            self.path.write_text(json.dumps(self.done, indent=1, sort_keys=True))
+            fs.write_text(self.path, json.dumps(self.done, indent=1, sort_keys=True))
 
     def pending(self, evals: ml_collections.ConfigDict, step: int, num_steps: int) -> list[str]:
         """Evaluators due at `step` that have not run at it (process 0's view)."""

@@ -2,6 +2,7 @@
 
 import collections
 import io
+import os
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ def tiny(tmp_path_factory):
 
 
 def _pattern(dataset, split="train"):
-    return str(dataset.root / f"{split}-*.tfrecord")
+    return os.path.join(dataset.root, f"{split}-*.tfrecord")
 
 
 def _captions_by_video(files):

@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ def chunks(tiny):
 
 
 def _file_bytes(dataset):
-    root = dataset.root
+    root = pathlib.Path(dataset.root)
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
@@ -76,24 +77,25 @@ def test_video_depends_only_on_seed_split_and_index():
 def test_cache_is_reused_and_regenerated_when_settings_change(tmp_path):
     config = lab.lab_config("tiny", num_videos=(2, 1, 1), **TEXT_ONLY)
     first = lab.generate_lab(config, tmp_path)
-    assert first.root == tmp_path / lab.config_hash(config)
-    stamp = (first.root / "lab.json").stat().st_mtime_ns
+    root = pathlib.Path(first.root)
+    assert root == tmp_path / lab.config_hash(config)
+    stamp = (root / "lab.json").stat().st_mtime_ns
     assert lab.generate_lab(config, tmp_path).root == first.root
-    assert (first.root / "lab.json").stat().st_mtime_ns == stamp
+    assert (root / "lab.json").stat().st_mtime_ns == stamp
 
     changed = lab.generate_lab(
         dataclasses.replace(config, misaligned_fraction=0.9), tmp_path)
-    assert changed.root != first.root and (first.root / "lab.json").exists()
+    assert changed.root != first.root and (root / "lab.json").exists()
     assert changed.metadata["settings"]["misaligned_fraction"] == 0.9
 
     # A lab.json whose settings disagree (or a missing shard) is regenerated.
-    meta = json.loads((first.root / "lab.json").read_text())
+    meta = json.loads((root / "lab.json").read_text())
     meta["settings"]["seed"] = 99
-    (first.root / "lab.json").write_text(json.dumps(meta))
+    (root / "lab.json").write_text(json.dumps(meta))
     assert lab.generate_lab(config, tmp_path).metadata["settings"]["seed"] == 0
-    (first.root / "val-00000-of-00001.tfrecord").unlink()
+    (root / "val-00000-of-00001.tfrecord").unlink()
     assert len(lab.generate_lab(config, tmp_path).val_files) == 1
-    assert (first.root / "val-00000-of-00001.tfrecord").exists()
+    assert (root / "val-00000-of-00001.tfrecord").exists()
     assert not list(tmp_path.glob(".*tmp*"))
 
 

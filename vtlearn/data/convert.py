@@ -120,6 +120,7 @@ import logging
 import math
 import multiprocessing
 import os
+import posixpath
 import queue as queue_lib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -129,6 +130,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from vtlearn import fs
 from vtlearn.data import captions as captions_lib
 from vtlearn.data import records
 from vtlearn.data import schema
@@ -547,7 +549,7 @@ def convert(sources: Sequence[SourceVideo], loader: Loader, out_prefix: str | Pa
     uncaptioned = [s.video_id for s in sources if not len(s.captions.text)]
     if skip_uncaptioned:
         sources = [s for s in sources if len(s.captions.text)]
-    Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(posixpath.dirname(os.fspath(out_prefix)) or ".")
     options = json.loads(json.dumps({
         "loader": type(loader).__name__, **dataclasses.asdict(loader),
         "chunk_seconds": chunk_seconds}))
@@ -574,11 +576,10 @@ def convert(sources: Sequence[SourceVideo], loader: Loader, out_prefix: str | Pa
 def _finished_sidecar(task: _ShardTask, options: dict) -> dict | None:
     """The shard's sidecar if the shard is complete for this plan, else None."""
     sidecar_path = task.path + ".done.json"
-    if not (os.path.exists(task.path) and os.path.exists(sidecar_path)):
+    if not (fs.exists(task.path) and fs.exists(sidecar_path)):
         return None
     try:
-        with open(sidecar_path, encoding="utf-8") as f:
-            sidecar = json.load(f)
+        sidecar = json.loads(fs.read_text(sidecar_path))
     except json.JSONDecodeError:
         return None
     planned = [s.video_id for s in task.sources]
@@ -662,8 +663,8 @@ def _convert_shard(task: _ShardTask, loader: Loader, options: dict,
     """Writes one shard (atomically), then its `.done.json`; returns that."""
     t0 = time.perf_counter()
     sidecar_path = task.path + ".done.json"
-    if os.path.exists(sidecar_path):
-        os.remove(sidecar_path)
+    if fs.exists(sidecar_path):
+        fs.remove(sidecar_path)
     converted, failed, warnings, no_audio = [], {}, {}, []
 
     def examples():
@@ -687,7 +688,7 @@ def _convert_shard(task: _ShardTask, loader: Loader, options: dict,
     count = records.write_tfrecord(task.path, examples())
     sidecar = {
         "video_ids": [s.video_id for s in task.sources], "options": options,
-        "records": count, "bytes": os.path.getsize(task.path),
+        "records": count, "bytes": fs.size(task.path),
         "converted": converted, "failed": failed, "warnings": warnings,
         "no_audio": no_audio, "seconds": time.perf_counter() - t0}
     _write_json(sidecar_path, sidecar)
@@ -702,10 +703,8 @@ def _lacks_audio(video: schema.Video) -> bool:
 
 
 def _write_json(path: str, data: dict) -> None:
-    """Writes JSON atomically (tmp file, then rename)."""
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".tmp", path)
+    """Writes JSON atomically (tmp file, then rename), on any filesystem."""
+    fs.write_text(path, json.dumps(data, indent=1))
 
 
 def _outcomes(sidecars: list[dict], fresh: dict[int, dict]) -> dict:

@@ -97,6 +97,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from vtlearn import fs
 from vtlearn.data import records
 from vtlearn.data import schema as S
 from vtlearn.data.text import Vocabulary, tokenize
@@ -411,10 +413,10 @@ def config_hash(config: LabConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def default_cache_dir() -> Path:
-    """$VTLEARN_DATA_DIR/lab if that is set, else ~/.cache/vtlearn/lab."""
+def default_cache_dir() -> str:
+    """$VTLEARN_DATA_DIR/lab if that is set (any filesystem), else ~/.cache/vtlearn/lab."""
     root = os.environ.get("VTLEARN_DATA_DIR")
-    return Path(root) / "lab" if root else Path.home() / ".cache/vtlearn/lab"
+    return fs.join(root, "lab") if root else os.path.expanduser("~/.cache/vtlearn/lab")
 
 
 # The world: steps and categories ---------------------------------------------
@@ -1012,7 +1014,7 @@ class LabDataset:
       metadata: parsed `lab.json` (see `generate_lab`).
     """
 
-    root: Path
+    root: str
     train_files: list[str]
     val_files: list[str]
     test_files: list[str]
@@ -1025,28 +1027,27 @@ class LabDataset:
                 "test": self.test_files}[split]
 
 
-def load_lab(root: str | Path) -> LabDataset:
+def load_lab(root: str | os.PathLike) -> LabDataset:
     """Opens a lab written by `generate_lab` from its `<hash>` directory."""
-    root = Path(root)
-    path = root / "lab.json"
-    if not path.exists():
+    root = os.fspath(root)
+    path = fs.join(root, "lab.json")
+    if not fs.exists(path):
         raise FileNotFoundError(f"{path} does not exist: not a generated lab")
-    metadata = json.loads(path.read_text())
-    files = {s: [str(root / f) for f in metadata["splits"][s]["files"]]
-             for s in SPLITS}
-    return LabDataset(root=root, train_files=files["train"],
-                      val_files=files["val"], test_files=files["test"],
-                      vocab_path=str(root / "vocab.txt"), metadata=metadata)
+    metadata = json.loads(fs.read_text(path))
+    paths = {s: [fs.join(root, f) for f in metadata["splits"][s]["files"]] for s in SPLITS}
+    return LabDataset(root=root, train_files=paths["train"],
+                      val_files=paths["val"], test_files=paths["test"],
+                      vocab_path=fs.join(root, "vocab.txt"), metadata=metadata)
 
 
-def _current(root: Path, config: LabConfig) -> LabDataset | None:
+def _current(root: str, config: LabConfig) -> LabDataset | None:
     """The lab at root if it is complete and was made with these settings."""
     try:
         lab = load_lab(root)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     meta = lab.metadata
-    complete = all(os.path.exists(f) for s in SPLITS for f in lab.files(s))
+    complete = all(fs.exists(f) for s in SPLITS for f in lab.files(s))
     if (meta.get("version") == LAB_VERSION and complete
             and meta.get("settings") == settings_dict(config)):
         return lab
@@ -1057,8 +1058,10 @@ def generate_lab(config: LabConfig, cache_dir: str | Path | None = None, *,
                  workers: int | None = None) -> LabDataset:
     """Generates the lab into `<cache_dir>/<hash>`, or reuses it if current.
 
-    Generation goes to a temporary directory that is renamed into place, so
-    concurrent callers never see a partial lab.
+    Generation goes to a local temporary directory that is renamed into
+    place, so concurrent callers never see a partial lab. A `cache_dir` on
+    another filesystem (`gs://...`, `vtlearn.fs`) gets the generated files
+    copied in, `lab.json` last: a lab without it is not a lab.
 
     `lab.json` keys:
       version, hash: generator version and settings hash.
@@ -1078,20 +1081,21 @@ def generate_lab(config: LabConfig, cache_dir: str | Path | None = None, *,
 
     Args:
       config: the settings.
-      cache_dir: parent directory; default `default_cache_dir()`.
+      cache_dir: parent directory (any filesystem); default `default_cache_dir()`.
       workers: processes rendering videos (spawned, for labs of at least
         `MIN_VIDEOS_FOR_WORKERS` videos); default the CPU count.
 
     Returns:
       The dataset.
     """
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir = os.fspath(cache_dir) if cache_dir else default_cache_dir()
     key = config_hash(config)
-    root = cache_dir / key
+    root = fs.join(cache_dir, key)
     lab = _current(root, config)
     if lab:
         return lab
-    tmp = cache_dir / f".{key}.tmp-{os.getpid()}"
+    local = fs.is_local(cache_dir)
+    tmp = Path(cache_dir if local else tempfile.gettempdir()) / f".{key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _write_lab(config, tmp, workers or os.cpu_count() or 1)
@@ -1099,8 +1103,15 @@ def generate_lab(config: LabConfig, cache_dir: str | Path | None = None, *,
     if lab:  # another process finished first
         shutil.rmtree(tmp)
         return lab
-    shutil.rmtree(root, ignore_errors=True)
-    os.rename(tmp, root)
+    if local:
+        shutil.rmtree(root, ignore_errors=True)
+        os.rename(tmp, root)
+    else:
+        names = sorted(fs.walk_files(tmp), key=lambda n: n == "lab.json")
+        for name in names:
+            fs.makedirs(fs.join(root, *name.split("/")[:-1]))
+            fs.copy(tmp / name, fs.join(root, name))
+        shutil.rmtree(tmp)
     return load_lab(root)
 
 
@@ -1233,12 +1244,12 @@ def main(argv: list[str] | None = None) -> int:
     add_config_flags(parser)
     args = parser.parse_args(argv)
     config = config_from_flags(parser, args)
-    out_dir = Path(args.out_dir) if args.out_dir else default_cache_dir()
-    cached = _current(out_dir / config_hash(config), config) is not None
+    out_dir = args.out_dir or default_cache_dir()
+    cached = _current(fs.join(out_dir, config_hash(config)), config) is not None
     begin = time.perf_counter()
     lab = generate_lab(config, out_dir, workers=args.workers)
     seconds = time.perf_counter() - begin
-    size = sum(f.stat().st_size for f in lab.root.iterdir())
+    size = sum(fs.size(fs.join(lab.root, f)) for f in fs.walk_files(lab.root))
     print(f"lab ({args.preset}, seed {config.seed}) at {lab.root}")
     print(f"{'reused' if cached else 'generated in'} "
           f"{'' if cached else f'{seconds:.1f} s, '}{size / 2**20:.1f} MiB")

@@ -55,13 +55,13 @@ samples.
 from __future__ import annotations
 
 import dataclasses
-import glob as globlib
 from collections.abc import Iterator, Sequence
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from vtlearn import fs
 from vtlearn.data import clips, records
 from vtlearn.data import schema as S
 from vtlearn.data.samplers import get_sampler
@@ -162,14 +162,14 @@ def list_files(pattern: str | Sequence[str], process_index: int = 0,
     if not patterns:
         raise ValueError("No file pattern given (config key data.train_files / "
                          "data.eval_files is empty).")
-    files = sorted({f for p in patterns for f in globlib.glob(p)})
-    if not files:
+    found = sorted({f for p in patterns for f in fs.glob(p)})
+    if not found:
         raise ValueError(f"File pattern {pattern!r} matches no file.")
-    mine = files[process_index::process_count]
+    mine = found[process_index::process_count]
     if not mine:
         raise ValueError(
             f"Process {process_index} of {process_count} gets no file: "
-            f"{pattern!r} has only {len(files)} file(s); write at least "
+            f"{pattern!r} has only {len(found)} file(s); write at least "
             f"{process_count} shards.")
     return mine
 

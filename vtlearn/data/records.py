@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from vtlearn import fs
 from vtlearn.data import schema as S
 
 
@@ -148,7 +148,7 @@ def write_tfrecord(path: str | Path, examples: Iterable[bytes]) -> int:
         for ex in examples:
             writer.write(ex)
             n += 1
-    os.replace(tmp, path)
+    fs.replace(tmp, path)
     return n
 
 

@@ -12,11 +12,13 @@ test checks they agree.
 from __future__ import annotations
 
 import collections
+import os
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
+
+from vtlearn import fs
 
 WORD_PATTERN = r"[\w']+"
 PAD_ID = 0
@@ -113,12 +115,12 @@ class Vocabulary:
                                         key=lambda w: (-counts[w], w))
         return cls(ranked[:max_size])
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         """Writes one word per line (line i holds id i + 1)."""
-        Path(path).write_text("".join(w + "\n" for w in self.words), "utf-8")
+        fs.write_text(path, "".join(w + "\n" for w in self.words))
 
     @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
         """Reads a file written by `save` (one word per line) or a release word list.
 
         A path ending in `.npy` is read as the MIL-NCE release's word list
@@ -127,11 +129,11 @@ class Vocabulary:
         earlier copies of a repeated word) keep their id but match no text;
         see `vtlearn.models.milnce_release.release_vocabulary`.
         """
-        if Path(path).suffix == ".npy":
+        if os.fspath(path).endswith(".npy"):
             # Lazy: the data layer does not import model code at import time.
             from vtlearn.models.milnce_release import load_word_list, release_vocabulary
 
             words = load_word_list(path)
             return release_vocabulary(words, rows=len(words) + 1)
-        text = Path(path).read_text("utf-8")
+        text = fs.read_text(path)
         return cls([w for w in text.split("\n") if w])

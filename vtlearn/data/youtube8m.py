@@ -28,13 +28,13 @@ seen twice, stops the indexing with an error naming the file.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from vtlearn import fs
 from vtlearn.data import schema
 
 STREAM_DIMS = {"rgb": 1024, "audio": 128}
@@ -57,7 +57,7 @@ def tfrecord_offsets(path: str) -> Iterator[tuple[int, bytes]]:
     (CRCs are not checked). Raises ValueError naming the file and offset if
     it ends inside a record.
     """
-    with open(path, "rb") as f:
+    with fs.open(path, "rb") as f:
         while True:
             offset = f.tell()
             header = f.read(12)
@@ -74,7 +74,7 @@ def tfrecord_offsets(path: str) -> Iterator[tuple[int, bytes]]:
 
 
 def _record_at(path: str, offset: int) -> bytes:
-    with open(path, "rb") as f:
+    with fs.open(path, "rb") as f:
         f.seek(offset)
         (length,) = struct.unpack("<Q", f.read(12)[:8])
         return f.read(length)
@@ -100,7 +100,7 @@ def index_records(pattern: str | Sequence[str]) -> dict[str, str]:
         no `id`, or an id appears twice (naming both places).
     """
     patterns = pattern.split(",") if isinstance(pattern, str) else list(pattern)
-    paths = sorted({p for pat in patterns for p in glob.glob(pat)})
+    paths = sorted({p for pat in patterns for p in fs.glob(pat)})
     if not paths:
         raise ValueError(f"no YouTube-8M record file matches {pattern!r}")
     found: dict[str, str] = {}

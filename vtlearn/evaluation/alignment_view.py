@@ -46,7 +46,6 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +56,7 @@ from vtlearn.alignment.s2dtw import DEFAULT_GAMMA, DEFAULT_PHI, SmoothingOrigin
 from vtlearn.alignment.s2dtw import s2dtw_from_distances
 from vtlearn.alignment.soft_dtw import Distance, expected_alignment, l2_normalize
 from vtlearn.alignment.soft_dtw import pairwise_distance
-from vtlearn.evaluation import base
+from vtlearn.evaluation import base, figures
 from vtlearn.evaluation.figures import pyplot
 
 MATRIX_KEYS = ("distance", "soft_dtw", "s2dtw")
@@ -245,7 +244,7 @@ def render_alignment_png(matrices: dict[str, np.ndarray], path: str | os.PathLik
     """Writes `alignment_figure(matrices, **details)` to a PNG; returns its (width,
     height) in pixels."""
     fig = alignment_figure(matrices, **details)
-    fig.savefig(path)
+    figures.save(fig, path)
     size = fig.canvas.get_width_height()
     pyplot().close(fig)
     return size
@@ -354,7 +353,7 @@ class Evaluator(base.Evaluator):
 
 
 def write_alignment_view(workdir: str | os.PathLike, out: str | os.PathLike, index: int = 0,
-                         step: int | None = None) -> Path:
+                         step: int | None = None) -> str:
     """Renders one evaluation video's view of a saved run to `out`.
 
     Uses the run's `config.evals` section of type "alignment_view" if it has
@@ -362,7 +361,7 @@ def write_alignment_view(workdir: str | os.PathLike, out: str | os.PathLike, ind
 
     Args:
       workdir: Run directory (`vtlearn.load`).
-      out: Output PNG path.
+      out: Output PNG path (any filesystem, `vtlearn.fs`).
       index: Which sample of `evaluation_sequences` to show.
       step: Checkpoint step (default: the latest).
 
@@ -375,7 +374,7 @@ def write_alignment_view(workdir: str | os.PathLike, out: str | os.PathLike, ind
     model = vtlearn.load(workdir, step=step)
     matrices, details = standalone(model, "alignment_view", index=index).alignment(model)
     render_alignment_png(matrices, out, **details)
-    return Path(out)
+    return os.fspath(out)
 
 
 def _command_line() -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import abc
 import functools
+import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import jax
@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vtlearn import sharding
+from vtlearn import fs, sharding
 from vtlearn.data import pipeline
 from vtlearn.data.text import Vocabulary
 
@@ -73,10 +73,10 @@ class Evaluator(abc.ABC):
     """
 
     def __init__(self, method, mesh, config: ml_collections.ConfigDict, name: str,
-                 workdir: str | Path | None = None):
+                 workdir: str | os.PathLike | None = None):
         self.method, self.mesh, self.config, self.name = method, mesh, config, name
         self.settings = config.evals[name]
-        self.workdir = None if workdir is None else Path(workdir)
+        self.workdir = None if workdir is None else os.fspath(workdir)
         self.batch_size = config.eval_batch_size
         if self.batch_size % jax.device_count():
             raise ValueError(f"config.eval_batch_size={self.batch_size} must be divisible by "
@@ -117,13 +117,14 @@ class Evaluator(abc.ABC):
                                vocab.encode_batch(texts, self.config.data.max_words),
                                self.batch_size)
 
-    def artefact_path(self, step: int, filename: str) -> Path | None:
-        """`workdir/artefacts/<name>/step_<step>_<filename>` on process 0, else None."""
+    def artefact_path(self, step: int, filename: str) -> str | None:
+        """`workdir/artefacts/<name>/step_<step>_<filename>` on process 0, else None
+        (any filesystem: write it with `vtlearn.fs`)."""
         if self.workdir is None or jax.process_index() != 0:
             return None
-        directory = self.workdir / "artefacts" / self.name
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory / f"step_{step}_{filename}"
+        directory = fs.join(self.workdir, "artefacts", self.name)
+        fs.makedirs(directory)
+        return fs.join(directory, f"step_{step}_{filename}")
 
 
 @functools.lru_cache(maxsize=8)

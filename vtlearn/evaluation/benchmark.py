@@ -50,6 +50,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from vtlearn import fs
 from vtlearn.data import convert
 from vtlearn.data import schema as S
 from vtlearn.evaluation import base
@@ -71,10 +72,12 @@ def common_config(**defaults) -> ml_collections.ConfigDict:
         **defaults))
 
 
-def default_cache_dir() -> Path:
-    """$VTLEARN_DATA_DIR/benchmarks if set, else ~/.cache/vtlearn/benchmarks."""
+def default_cache_dir() -> str:
+    """$VTLEARN_DATA_DIR/benchmarks if set (any filesystem), else
+    ~/.cache/vtlearn/benchmarks."""
     root = os.environ.get("VTLEARN_DATA_DIR")
-    return Path(root) / "benchmarks" if root else Path.home() / ".cache/vtlearn/benchmarks"
+    return (fs.join(root, "benchmarks") if root
+            else os.path.expanduser("~/.cache/vtlearn/benchmarks"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,10 +203,10 @@ class BenchmarkEvaluator(base.Evaluator):
         loader = self.loader()
         key = cache_key(sources, loader)
         benchmark = type(self).__module__.rsplit(".", 1)[-1]  # sections of one type share
-        root = Path(self.settings.cache_dir or default_cache_dir()) / f"{benchmark}-{key}"
-        prefix = root / "videos"
+        root = fs.join(self.settings.cache_dir or default_cache_dir(), f"{benchmark}-{key}")
+        prefix = fs.join(root, "videos")
         num_shards = max(jax.process_count(), min(64, math.ceil(len(sources) / 8)))
-        summary_path = Path(f"{prefix}.summary.json")
+        summary_path = f"{prefix}.summary.json"
         if jax.process_index() == 0:  # finished shards are kept: a rerun converts nothing
             logging.info("%s: records of %d videos in %s", self.name, len(sources), root)
             convert.convert(sources, loader, prefix, num_shards,
@@ -213,7 +216,7 @@ class BenchmarkEvaluator(base.Evaluator):
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices(f"{self.name} conversion")
-        summary = json.loads(summary_path.read_text())
+        summary = json.loads(fs.read_text(summary_path))
         failed = dict(summary["failed"])
         if failed:
             logging.warning("%s: %d videos failed to convert (see %s), e.g. %s", self.name,

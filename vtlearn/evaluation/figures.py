@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
+
+from vtlearn import fs
 
 
 def pyplot():
@@ -18,7 +20,14 @@ def pyplot():
     return plt
 
 
-def category_bars(path: Path, names: Sequence[str], values: Sequence[float], title: str,
+def save(fig, path: str | os.PathLike) -> None:
+    """Writes `fig` to `path` on any filesystem (`vtlearn.fs`), in the format
+    of its extension."""
+    with fs.open(path, "wb") as f:
+        fig.savefig(f, format=os.fspath(path).rsplit(".", 1)[-1])
+
+
+def category_bars(path: str | os.PathLike, names: Sequence[str], values: Sequence[float], title: str,
                   chance: float = 50.0) -> None:
     """A bar per category (in the given order) with a dashed chance line."""
     plt = pyplot()
@@ -31,11 +40,11 @@ def category_bars(path: Path, names: Sequence[str], values: Sequence[float], tit
     ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    save(fig, path)
     plt.close(fig)
 
 
-def grouped_distributions(path: Path, groups: Mapping[str, np.ndarray], title: str,
+def grouped_distributions(path: str | os.PathLike, groups: Mapping[str, np.ndarray], title: str,
                           chance: float = 50.0) -> None:
     """A box plot per group over all values, with the pooled distribution first."""
     plt = pyplot()
@@ -49,11 +58,11 @@ def grouped_distributions(path: Path, groups: Mapping[str, np.ndarray], title: s
     ax.set_ylabel("AUC (%)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    save(fig, path)
     plt.close(fig)
 
 
-def binned_means(path: Path, values: np.ndarray, by: Mapping[str, np.ndarray], ylabel: str,
+def binned_means(path: str | os.PathLike, values: np.ndarray, by: Mapping[str, np.ndarray], ylabel: str,
                  bins: int = 8, chance: float = 50.0) -> None:
     """One panel per covariate: mean ± standard error of `values` in quantile bins."""
     plt = pyplot()
@@ -73,5 +82,5 @@ def binned_means(path: Path, values: np.ndarray, by: Mapping[str, np.ndarray], y
         ax.set_xlabel(name)
         ax.set_ylabel(f"{ylabel} (%)")
     fig.tight_layout()
-    fig.savefig(path)
+    save(fig, path)
     plt.close(fig)

@@ -47,6 +47,7 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
+from vtlearn import fs
 from vtlearn.data.pipeline import Units
 from vtlearn.data.text import Vocabulary
 from vtlearn.evaluation import base
@@ -216,7 +217,7 @@ class Evaluator(base.Evaluator):
         for c in order:
             row = f"{c},{int(np.sum(categories == c))},{100 * per_category[c]:.2f}"
             lines.append(row + (f",{reference[c]}" if c < len(reference) else ""))
-        path.write_text("\n".join(lines) + "\n")
+        fs.write_text(path, "\n".join(lines) + "\n")
         figures.category_bars(self.artefact_path(step, "categories.png"),
                               [str(c) for c in order], [100 * per_category[c] for c in order],
                               "intra-video AUC by category")
@@ -242,7 +243,7 @@ class Evaluator(base.Evaluator):
         text.append("words predicting HIGH segment AUC:")
         text += [f"  {vocab.words[ols['words'][i] - 1]}\t{ols['coefficients'][i]:+.4f}"
                  for i in ranked[::-1][:k]]
-        self.artefact_path(step, "words.txt").write_text("\n".join(text) + "\n")
+        fs.write_text(self.artefact_path(step, "words.txt"), "\n".join(text) + "\n")
 
 
 def compare_runs(workdir_a: str, workdir_b: str, files: str | None = None) -> dict[str, float]:

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vtlearn import fs
 from vtlearn.data.text import Vocabulary
 from vtlearn.models.s3d import S3DG
 from vtlearn.models.layers import PoolPadding
@@ -133,7 +134,7 @@ def load_word_list(path: str | Path) -> list[str]:
     file cannot run code or make NumPy read memory it chooses; anything
     else raises `pickle.UnpicklingError`.
     """
-    with open(path, "rb") as f:
+    with fs.open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)

@@ -6,10 +6,13 @@ containers; torch is an optional extra (`milnce_release`, also in `test`).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from vtlearn import fs
 
 
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
@@ -27,7 +30,8 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     except ImportError as e:
         raise ImportError(f"reading {path} needs torch: pip install 'vtlearn[milnce_release]'"
                           ) from e
-    return _state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+    source = path if fs.is_local(path) else io.BytesIO(fs.read_bytes(path))
+    return _state_dict(torch.load(source, map_location="cpu", weights_only=True), path)
 
 
 def _state_dict(checkpoint: object, path: str | Path) -> dict[str, np.ndarray]:

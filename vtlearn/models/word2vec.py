@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from vtlearn import fs
 from vtlearn.data.text import Vocabulary
 
 OovInit = Literal["normal", "zeros"]
@@ -27,7 +28,7 @@ def read_word2vec(path: str | Path, binary: bool = True,
     """Reads a word2vec file as-is.
 
     Args:
-        path: the file.
+        path: the file (any filesystem, `vtlearn.fs`).
         binary: binary (True) or text format.
         limit: read only the first `limit` words (GoogleNews has 3M; the first
             ones are the most frequent).
@@ -39,7 +40,8 @@ def read_word2vec(path: str | Path, binary: bool = True,
         from gensim.models import KeyedVectors
     except ImportError as e:
         raise ImportError("reading word2vec needs gensim: pip install 'vtlearn[word2vec]'") from e
-    vectors = KeyedVectors.load_word2vec_format(str(path), binary=binary, limit=limit)
+    with fs.local_copy(path) as local:
+        vectors = KeyedVectors.load_word2vec_format(local, binary=binary, limit=limit)
     return list(vectors.index_to_key), np.asarray(vectors.vectors, np.float32)
 
 
