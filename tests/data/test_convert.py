@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import av
@@ -281,6 +282,31 @@ def test_resume_skips_done_shards_and_redoes_missing_ones(inputs, tmp_path):
 
     changed = _convert_cli(inputs, prefix, "--fps", "5")
     assert changed["counts"]["shards_written"] == NUM_SHARDS
+
+
+def test_rerun_redoes_the_shards_whose_inputs_changed(inputs, tmp_path):
+    """Corrected captions, or a replaced video file, redo exactly the shards of
+    those videos; a rerun on unchanged inputs writes nothing."""
+    own = tmp_path / "inputs"
+    shutil.copytree(inputs, own)
+    prefix = tmp_path / "out"
+    _convert_cli(own, prefix)
+    holder = {v: i for i, p in enumerate(records.shard_paths(prefix, NUM_SHARDS))
+              for v in {c["video/id"].decode() for c in records.read_chunks(p)}}
+    fixed = json.loads(json.dumps(CAPTIONS))
+    fixed["portrait"]["text"] = ["hold the camera level"]
+    (own / "captions.json").write_text(json.dumps(fixed))
+    redone = _convert_cli(own, prefix)
+    assert redone["counts"]["shards_written"] == 1
+    assert {c["video/id"].decode(): list(c["caption/string"])
+            for c in records.read_chunks(records.shard_paths(prefix, NUM_SHARDS)[
+                holder["portrait"]])}["portrait"] == [b"hold the camera level"]
+    assert _convert_cli(own, prefix)["counts"]["shards_written"] == 0
+    video = own / "videos" / "silent.mp4"
+    video.write_bytes(video.read_bytes() + b"\0")  # a new copy of the file
+    again = _convert_cli(own, prefix)
+    assert again["counts"]["shards_written"] == 1
+    assert again["counts"]["shards_skipped_done"] == NUM_SHARDS - 1
 
 
 class _Crash(BaseException):

@@ -115,6 +115,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -513,6 +514,26 @@ def _load_waveform(path: str) -> np.ndarray:
 # Sharded conversion ------------------------------------------------------------
 
 
+def sources_digest(sources: Sequence[SourceVideo]) -> str:
+    """16 hex digits over what `sources` are made of: each input file's path,
+    size and modification time (a record inside a file, "path@offset", stats
+    the file) and the captions, segments and category."""
+    def stat(path: str) -> list:
+        st = os.stat(path if os.path.exists(path) else path.rpartition("@")[0])
+        return [path, st.st_size, st.st_mtime_ns]
+
+    def array(x) -> list:
+        return [] if x is None else np.asarray(x).tolist()
+
+    blob = json.dumps([
+        [s.video_id, {k: stat(p) for k, p in sorted(s.inputs.items())},
+         list(s.captions.text), array(s.captions.start), array(s.captions.end),
+         None if s.segments is None else [array(s.segments.label), array(s.segments.start),
+                                          array(s.segments.end)],
+         s.category, s.category_name] for s in sources], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 @dataclasses.dataclass(frozen=True)
 class _ShardTask:
     index: int
@@ -583,7 +604,8 @@ def _finished_sidecar(task: _ShardTask, options: dict) -> dict | None:
     except json.JSONDecodeError:
         return None
     planned = [s.video_id for s in task.sources]
-    if sidecar.get("video_ids") != planned or sidecar.get("options") != options:
+    if (sidecar.get("video_ids") != planned or sidecar.get("options") != options
+            or sidecar.get("inputs") != sources_digest(task.sources)):
         return None
     return sidecar
 
@@ -688,7 +710,7 @@ def _convert_shard(task: _ShardTask, loader: Loader, options: dict,
     count = records.write_tfrecord(task.path, examples())
     sidecar = {
         "video_ids": [s.video_id for s in task.sources], "options": options,
-        "records": count, "bytes": fs.size(task.path),
+        "inputs": sources_digest(task.sources), "records": count, "bytes": fs.size(task.path),
         "converted": converted, "failed": failed, "warnings": warnings,
         "no_audio": no_audio, "seconds": time.perf_counter() - t0}
     _write_json(sidecar_path, sidecar)

@@ -247,23 +247,12 @@ class BenchmarkEvaluator(base.Evaluator):
 
 def cache_key(sources: Sequence[convert.SourceVideo], loader: convert.Loader) -> str:
     """16 hex digits over the conversion options, the annotations and each input
-    file's path, size and modification time (a changed file converts again)."""
-    def stat(path: str) -> list:  # a record inside a file is "path@offset"
-        st = os.stat(path if os.path.exists(path) else path.rpartition("@")[0])
-        return [path, st.st_size, st.st_mtime_ns]
-
-    def array(x) -> list:
-        return [] if x is None else np.asarray(x).tolist()
-
+    file's path, size and modification time (a changed file converts again;
+    `convert.sources_digest`)."""
     blob = json.dumps({
         "version": CACHE_VERSION, "loader": type(loader).__name__,
         "options": json.loads(json.dumps(dataclasses.asdict(loader))),
-        "videos": [[s.video_id, {k: stat(p) for k, p in sorted(s.inputs.items())},
-                    list(s.captions.text), array(s.captions.start), array(s.captions.end),
-                    None if s.segments is None else [array(s.segments.label),
-                                                     array(s.segments.start),
-                                                     array(s.segments.end)],
-                    s.category, s.category_name] for s in sources]}, sort_keys=True)
+        "videos": convert.sources_digest(sources)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
