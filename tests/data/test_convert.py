@@ -6,6 +6,9 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -25,6 +28,7 @@ LEVEL_STEP = 5  # gray level of source frame i is LEVEL_STEP * i (mod 250)
 # Variable frame rate: gaps cycle through these (s), 47 frames over 2.45 s.
 VFR_TIMES = np.round(np.cumsum(np.r_[0, np.resize([0.037, 0.071, 0.053], 46)]), 3)
 VIDEO_CODEC = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+ROOT = Path(__file__).parents[2]
 CAPTIONS = {
     "vfr": {"start": [1.5, 0.0], "end": [2.4, 1.2],
             "text": ["then stir, slowly", "first, add the flour"]},
@@ -335,6 +339,93 @@ def test_crash_mid_shard_leaves_only_tmp_and_resumes(inputs, tmp_path, monkeypat
     assert resumed["counts"]["shards_skipped_done"] == 1
     assert resumed["counts"]["converted"] == 4
     assert "vfr" in _read(prefix)
+
+
+_SLOW_LOADER = """
+import dataclasses, time
+import numpy as np
+from vtlearn.data import schema
+
+@dataclasses.dataclass(frozen=True)
+class SlowLoader:
+    seconds: float = 1.0
+
+    def __call__(self, source):
+        time.sleep(self.seconds)
+        return schema.Video(video_id=source.video_id, duration=2.0, captions=source.captions,
+                            features_2d=np.zeros((2, 4), np.float32), feature_rate=1.0), []
+"""
+
+_CONVERT_SLOWLY = """
+import sys
+import numpy as np
+from vtlearn.data import convert, schema
+from slow_loader import SlowLoader
+
+if __name__ == "__main__":  # the spawned workers import this file
+    empty = schema.Captions(text=[], start=np.zeros(0, np.float32),
+                            end=np.zeros(0, np.float32))
+    sources = [convert.SourceVideo(f"v{i:02d}", {}, empty) for i in range(16)]
+    convert.convert(sources, SlowLoader(), sys.argv[1], num_shards=8, workers=2)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    """Live (not zombie) processes whose parent is `pid`, from /proc."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.isdigit() and int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc")
+def test_workers_die_with_a_killed_parent_and_shards_stay_whole(tmp_path):
+    """kill -9 of the converter while its 2 workers convert: the workers end
+    (they used to go on converting the queued shards), and every shard on disk
+    is complete."""
+    (tmp_path / "slow_loader.py").write_text(_SLOW_LOADER)
+    script = tmp_path / "convert_slowly.py"
+    script.write_text(_CONVERT_SLOWLY)
+    prefix = tmp_path / "out" / "shard"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    parent = subprocess.Popen([sys.executable, str(script), str(prefix)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(prefix.parent.glob("*.tmp")):  # a worker is writing a shard
+            assert parent.poll() is None, "the converter ended before it was killed"
+            assert time.monotonic() < deadline, "no shard was started within 120 s"
+            time.sleep(0.1)
+        children = _children(parent.pid)
+        assert children
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)], "orphaned workers live on"
+    finished = sorted(prefix.parent.glob("*.tfrecord"))
+    assert len(finished) < 8  # the queued shards were not converted after the kill
+    for path in finished:
+        assert (path.parent / (path.name + ".done.json")).exists()
+        assert len(list(records.read_chunks(str(path)))) == 2  # 2 videos of 1 chunk each
 
 
 def test_two_workers_write_the_same_shards(inputs, converted, tmp_path):

@@ -77,10 +77,15 @@ time order, so the content does not depend on `--workers`. One task per shard
 runs in a pool of `--workers` processes (started with "spawn", as TensorFlow is
 not fork-safe, so each worker pays one TensorFlow import, ~10 s). A shard is
 written to `.tmp` and renamed, then its `.done.json` sidecar (ids, options,
-counts) is written; a rerun skips shards that have both and whose sidecar
-matches the planned ids and options, and redoes the rest. A crash loses at
-most the shards in flight (their `.tmp` files). A decoder that kills its
-process (rather than raising) stops the run; a rerun resumes.
+a digest of its inputs, counts) is written; a rerun skips shards that have
+both and whose sidecar matches the planned ids, options and inputs (file
+paths, sizes and modification times, captions and segments:
+`sources_digest`), and redoes the rest, so corrected captions or a replaced
+video redo their shards. A crash loses at most the shards in flight (their
+`.tmp` files). Workers end with the converter, even when it is killed with
+SIGKILL. A decoder that kills its process (rather than raising) stops the
+run; a rerun resumes. The output prefix may be on any filesystem
+(`vtlearn.fs`); inputs are local files.
 
 Summary. At the end, printed and written to `<prefix>.summary.json`::
 
@@ -123,6 +128,7 @@ import multiprocessing
 import os
 import posixpath
 import queue as queue_lib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -632,7 +638,7 @@ def _run_pool(tasks: list[_ShardTask], loader: Loader, options: dict,
     sidecars = {}
     with concurrent.futures.ProcessPoolExecutor(
             min(workers, len(tasks)), mp_context=context,
-            initializer=_init_worker, initargs=(progress,)) as pool:
+            initializer=_init_worker, initargs=(progress, os.getpid())) as pool:
         futures = {pool.submit(_convert_shard_in_worker, t, loader, options,
                                chunk_seconds): t.index for t in tasks}
         pending = set(futures)
@@ -669,9 +675,19 @@ def _drain_progress(progress, reported: dict[int, int], sizes: dict[int, int],
 _progress_queue = None  # set in pool workers by _init_worker
 
 
-def _init_worker(progress) -> None:
+def _init_worker(progress, parent: int) -> None:
     global _progress_queue
     _progress_queue = progress
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, interval: float = 0.2) -> None:
+    """Ends this worker once its parent is gone (killed, even by SIGKILL): the
+    worker is re-parented, so `os.getppid` changes. A shard being written is
+    left as its `.tmp` file; finished shards are whole."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _convert_shard_in_worker(task: _ShardTask, loader: Loader, options: dict,
