@@ -447,6 +447,33 @@ def test_training_can_be_restricted_to_some_categories(data_dir):
     assert set(labels) == {1, 3}  # the fixture's four videos have categories 0-3
 
 
+def test_records_that_never_yield_a_sample_stop_training_with_the_reason(tmp_path, data_dir):
+    """Training used to spin forever inside tf.data (ignoring SIGTERM) on these."""
+    # Only empty shards (what the converter writes when all a shard's videos fail).
+    for i in range(2):
+        records.write_tfrecord(tmp_path / f"empty-{i}.tfrecord", [])
+    cfg = _cfg(data_dir, train_files=str(tmp_path / "empty-*.tfrecord"))
+    with pytest.raises(pipeline.NoUsableRecordError, match=r"All 2 training file\(s\) of "
+                       r"process 0 are empty \(.*empty-0.tfrecord"):
+        pipeline.iterate_train(cfg, 4)
+    # Only out-of-vocabulary captions.
+    Vocabulary(["nothing", "matches"]).save(tmp_path / "other_vocab.txt")
+    cfg = _cfg(data_dir, vocab_path=str(tmp_path / "other_vocab.txt"), max_unusable_in_a_row=50)
+    with pytest.raises(pipeline.NoUsableRecordError, match=r"50 training records in a row of "
+                       r"4 file\(s\) \(.*train-0.tfrecord.*no_caption=[1-9][0-9]+, no_audio=0, no_clip=0"):
+        next(pipeline.iterate_train(cfg, 4))
+    # Only videos shorter than the clip.
+    cfg = _cfg(data_dir, num_frames=250, fps=5.0, max_unusable_in_a_row=20)
+    with pytest.raises(pipeline.NoUsableRecordError, match=r"no_caption=0, no_audio=0, no_clip=[1-9][0-9]+"):
+        next(pipeline.iterate_train(cfg, 4))
+    # No record of the requested categories.
+    cfg = _cfg(data_dir, train_categories=(7,), max_unusable_in_a_row=20)
+    with pytest.raises(pipeline.NoUsableRecordError, match=r"train_categories=\(7,\)"):
+        next(pipeline.iterate_train(cfg, 4))
+    with pytest.raises(ValueError, match="config.data.max_unusable_in_a_row must be > 0"):
+        pipeline.iterate_train(_cfg(data_dir, max_unusable_in_a_row=0), 4)
+
+
 def test_merge_neighbours_follows_the_release_rule():
     from vtlearn.data.samplers.merged import merge_neighbours
 

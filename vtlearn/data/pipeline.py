@@ -49,7 +49,12 @@ Skips: records with no usable caption (none with an in-vocabulary word, or
 none whose window holds a clip inside the chunk, or no frames when video is
 requested, or no audio, or only zeros, when audio is requested) are dropped
 and counted by reason in `SkipCounter`, never turned into empty or NaN
-samples.
+samples. Training records that can never yield a sample stop the run with
+`NoUsableRecordError` instead of spinning forever inside tf.data: at once when
+every file of a process is empty (the converter writes an empty shard when
+all its videos fail), else after `data.max_unusable_in_a_row` records in a row
+without a sample (all out of vocabulary, all too short, no category in
+`train_categories`, ...).
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ def default_config() -> ml_collections.ConfigDict:
         lab_dir="",              # lab cache (default $VTLEARN_DATA_DIR or ~/.cache)
         train_categories=(),     # train only on videos of these category ids (() = all)
         shuffle_buffer=128,      # chunk records (~6.5 MB each at the paper setting)
+        max_unusable_in_a_row=10_000,  # records read without a sample before stopping
         cycle_length=8,
         seed=0,
     ))
@@ -112,6 +118,13 @@ def default_config() -> ml_collections.ConfigDict:
 def keep_tensorflow_on_host() -> None:
     """tf.data runs on the host CPU; keep TF from taking accelerator memory."""
     tf.config.set_visible_devices([], "GPU")
+
+
+class NoUsableRecordError(ValueError):
+    """The training records of a process can yield no sample."""
+
+
+_NO_SAMPLE = "vtlearn: no usable training sample"
 
 
 class SkipCounter:
@@ -203,10 +216,25 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
       A dataset of batched dicts (keys in the module docstring).
     """
     files = list_files(cfg.train_files, process_index, process_count)
+    if cfg.max_unusable_in_a_row <= 0:
+        raise ValueError("config.data.max_unusable_in_a_row must be > 0, got "
+                         f"{cfg.max_unusable_in_a_row}")
+    if all(fs.size(f) == 0 for f in files):
+        raise NoUsableRecordError(
+            f"All {len(files)} training file(s) of process {process_index} are empty "
+            f"({_some(files)}): no record to train on. The converter writes an empty "
+            "shard when every video of it fails; its <prefix>.summary.json says why.")
     vocab = Vocabulary.load(cfg.vocab_path)
     table = vocab.tf_lookup_table()
     seed = cfg.seed * 1_000_003 + process_index
     skips = skips or SkipCounter()
+    # Records read since the last sample: a stream that yields none must stop.
+    unusable = tf.Variable(tf.zeros([], tf.int64), trainable=False)
+
+    def count_unusable(usable):
+        """Resets the count on a sample, else adds one; stops at the limit."""
+        run = tf.cond(usable, lambda: unusable.assign(0), lambda: unusable.assign_add(1))
+        return tf.debugging.Assert(run < cfg.max_unusable_in_a_row, [_NO_SAMPLE])
     sampler = get_sampler(cfg)
     parse = _parse_fn(cfg)
 
@@ -226,14 +254,22 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
     def keep(x):
         tf.cond(x["_ok"], tf.no_op, lambda: skips.variable.scatter_nd_add(
             x["_reason"][None, None], tf.ones([1], tf.int64)).op)
-        return x["_ok"]
+        with tf.control_dependencies([count_unusable(x["_ok"])]):
+            return tf.identity(x["_ok"])
 
     ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cfg.cycle_length, len(files)),
                        num_parallel_calls=AUTOTUNE, deterministic=True)
     if cfg.train_categories:
-        ds = ds.filter(_category_filter(tuple(cfg.train_categories)))
+        wanted = _category_filter(tuple(cfg.train_categories))
+
+        def in_categories(serialized):
+            ok = wanted(serialized)
+            with tf.control_dependencies([tf.cond(ok, tf.no_op, lambda: count_unusable(ok))]):
+                return tf.identity(ok)  # a record of another category never resets it
+
+        ds = ds.filter(in_categories)
     ds = ds.shuffle(cfg.shuffle_buffer, seed=seed + 1)
     ds = ds.enumerate().skip(start_index)
     ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -443,6 +479,8 @@ def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,
         except StopIteration:
             return
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            if _NO_SAMPLE in str(e):
+                raise  # not a bad record: the caller names the cause
             found = records.find_bad_record(
                 files, frames=cfg.video, waveform=cfg.audio_seconds > 0,
                 features_2d=cfg.features_2d, features_3d=cfg.features_3d)
@@ -456,12 +494,44 @@ def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,
 
 def iterate_train(cfg: ml_collections.ConfigDict, batch_size: int, *,
                   process_index: int = 0, process_count: int = 1,
+                  skips: SkipCounter | None = None,
                   **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """NumPy batches of `build_train_dataset` (same arguments); bad records named."""
+    """NumPy batches of `build_train_dataset` (same arguments); bad records named.
+
+    Raises:
+      NoUsableRecordError: (while iterating) after `data.max_unusable_in_a_row`
+        records in a row without a sample, naming the files and the reasons.
+    """
     files = list_files(cfg.train_files, process_index, process_count)
+    skips = skips or SkipCounter()
     dataset = build_train_dataset(cfg, batch_size, process_index=process_index,
-                                  process_count=process_count, **kwargs)
-    return numpy_batches(dataset, cfg, files)
+                                  process_count=process_count, skips=skips, **kwargs)
+
+    def batches():
+        try:
+            yield from numpy_batches(dataset, cfg, files)
+        except tf.errors.InvalidArgumentError as e:
+            if _NO_SAMPLE not in str(e):
+                raise
+            counts = ", ".join(f"{k}={v}" for k, v in skips.counts.items())
+            categories = (f"; records outside data.train_categories="
+                          f"{tuple(cfg.train_categories)} count too" if cfg.train_categories
+                          else "")
+            raise NoUsableRecordError(
+                f"{cfg.max_unusable_in_a_row} training records in a row of {len(files)} "
+                f"file(s) ({_some(files)}) yielded no sample (config.data."
+                f"max_unusable_in_a_row). Chunks skipped so far: {counts}{categories}. "
+                "Check the vocabulary against the captions (python -m vtlearn.data.inspect "
+                "PATTERN --vocab VOCAB) and the clip settings against the videos' "
+                "length.") from None
+
+    return batches()
+
+
+def _some(paths: Sequence[str], count: int = 3) -> str:
+    """The first `count` paths, and how many more."""
+    more = f", ... {len(paths) - count} more" if len(paths) > count else ""
+    return ", ".join(paths[:count]) + more
 
 
 def iterate_eval(cfg, batch_size: int, units: Units = Units(),
