@@ -31,5 +31,7 @@ setup(
         "milnce_release": ["torch>=2.2"],
         "test": ["pytest>=8.0", "av>=12.0", "gensim>=4.3", "torch>=2.2", "librosa>=0.10"],
         "benchmarks": ["torch>=2.2", "tslearn>=0.6"],
+        "tpu": ["jax[tpu]"],       # Cloud TPU VMs (launch/tpu.py installs it)
+        "gpu": ["jax[cuda12]"],    # NVIDIA GPUs
     },
 )
