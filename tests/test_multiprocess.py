@@ -12,10 +12,15 @@ spend their time on the multi-host machinery rather than compiling S3D-G.
 import json
 import os
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
+import jax
+import numpy as np
 import pytest
 
 from vtlearn.config_defaults import load_config
@@ -35,9 +40,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_job(workdir, lab_data, cache_dir, *overrides,
-             config=f"{ROOT}/configs/milnce_s3d.py:tiny"):
-    """Runs both processes to completion; returns their combined logs."""
+def _start_job(workdir, lab_data, cache_dir, *overrides,
+               config=f"{ROOT}/configs/milnce_s3d.py:tiny") -> list[subprocess.Popen]:
+    """Starts both processes, each logging to `<workdir>-process<i>.log` (a file,
+    not a pipe: a pipe nobody reads would block a process that logs a lot)."""
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", VTLEARN_COMPILATION_CACHE=str(cache_dir),
                XLA_FLAGS="--xla_force_host_platform_device_count=4 "
@@ -56,15 +62,29 @@ def _run_job(workdir, lab_data, cache_dir, *overrides,
         f"--config.data.features_3d={TINY.features_3d}",
         *overrides,
     ]
-    procs = [subprocess.Popen(common + [f"--process_id={i}"], env=env, cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = []
+    for i in range(2):
+        log = pathlib.Path(f"{workdir}-process{i}.log")
+        with open(log, "w") as out:
+            procs.append(subprocess.Popen(common + [f"--process_id={i}"], env=env, cwd=ROOT,
+                                          stdout=out, stderr=subprocess.STDOUT))
+        procs[-1].log = log
+    return procs
+
+
+def _run_job(*args, **kwargs):
+    """Runs both processes to completion; returns their logs."""
+    return _finish(_start_job(*args, **kwargs))
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[str]:
+    """Waits for both processes; their logs, each having exited with 0."""
     logs = []
     try:
         for i, proc in enumerate(procs):
-            out, _ = proc.communicate(timeout=1200)
-            logs.append(out)
-            assert proc.returncode == 0, f"process {i} failed:\n{_excerpt(out)}"
+            proc.wait(timeout=1200)
+            logs.append(proc.log.read_text())
+            assert proc.returncode == 0, f"process {i} failed:\n{_excerpt(logs[-1])}"
     finally:
         for proc in procs:
             proc.kill()
@@ -143,3 +163,37 @@ def test_two_processes_share_a_benchmark_conversion_and_all_its_videos(tmp_path)
     videos = (data_dir / "videos_val.csv").read_text().splitlines()
     assert evaluation["ct/videos"] == len(videos) == 3
     assert len(list((tmp_path / "benchmarks").rglob("*.tfrecord"))) == 2  # one per process
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(tmp_path):
+    """Only process 1 receives SIGTERM: both save the same step and stop (JAX's
+    preemption sync point); the resumed run equals an uninterrupted one."""
+    import orbax.checkpoint as ocp
+
+    lab_data = lab.generate_lab(TINY, tmp_path / "lab")
+    cache = tmp_path / "jax_cache"
+    quiet = ["--config.evals.retrieval.every=0", "--config.train.checkpoint_every=100000",
+             "--config.train.log_every=1"]
+    workdir = tmp_path / "preempted"
+    procs = _start_job(workdir, lab_data, cache, "--config.train.num_steps=100000", *quiet)
+    deadline = time.monotonic() + 1200
+    while "train at step 3:" not in procs[1].log.read_text():  # then preempt process 1
+        assert procs[1].poll() is None and time.monotonic() < deadline, \
+            _excerpt(procs[1].log.read_text())
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)
+    logs = _finish(procs)
+    stops = [re.findall(r"Stopping at step (\d+) after preemption", log) for log in logs]
+    assert all(len(s) == 1 for s in stops), [_excerpt(log) for log in logs]
+    step = int(stops[0][0])
+    assert stops[1] == [str(step)] and 3 <= step < 100000
+    assert [p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()] == [str(step)]
+
+    _run_job(workdir, lab_data, cache, f"--config.train.num_steps={step + 2}", *quiet)
+    straight = tmp_path / "straight"
+    _run_job(straight, lab_data, cache, f"--config.train.num_steps={step + 2}", *quiet)
+    restore = ocp.StandardCheckpointer().restore
+    a = restore(workdir / f"checkpoints/{step + 2}/state")
+    b = restore(straight / f"checkpoints/{step + 2}/state")
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)

@@ -1,4 +1,4 @@
-"""Orbax checkpoints: periodic, on preemption/SIGTERM, keep-N, resume.
+"""Orbax checkpoints: periodic, on preemption/SIGTERM (of any process), keep-N, resume.
 
 A checkpoint holds the whole `TrainState` (step, params, optimizer state,
 model state such as BatchNorm statistics or cluster centroids, RNG, the
@@ -73,7 +73,11 @@ class Checkpointer:
             raise NoCheckpointError(f"No checkpoint in {self.directory}: train first.")
         self._sigterm = threading.Event()
         self._previous = None
-        if not read_only and threading.current_thread() is threading.main_thread():
+        # One process: SIGTERM sets a flag. Several: JAX's preemption service has
+        # its own SIGTERM handler that tells every process, and `preempted` stops
+        # them all at one step; a handler installed here would replace it.
+        if (not read_only and jax.process_count() == 1
+                and threading.current_thread() is threading.main_thread()):
             self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum, frame):
@@ -85,10 +89,13 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def preempted(self, step: int) -> bool:
-        """True when the run must save and stop (SIGTERM or TPU preemption notice)."""
+        """True when the run must save and stop: SIGTERM (or a TPU maintenance
+        notice) reached any process. With several processes every process must
+        call this at every step; all get True at the same step (JAX's preemption
+        sync point), so all save that step and stop."""
         if self._manager.reached_preemption(step):
             return True
-        return jax.process_count() == 1 and self._sigterm.is_set()
+        return self._sigterm.is_set()
 
     def should_save(self, step: int) -> bool:
         return step % self.every_steps == 0

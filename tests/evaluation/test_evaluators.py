@@ -143,6 +143,7 @@ CUSTOM_EVALUATOR = '''
 import ml_collections
 import numpy as np
 
+from vtlearn import fs
 from vtlearn.data.pipeline import Units
 from vtlearn.evaluation import base
 
@@ -162,7 +163,7 @@ class Evaluator(base.Evaluator):
         units = self.embed_units(variables, self.pattern, Units("segment"), with_text=False)
         path = self.artefact_path(step, "norms.txt")
         norm = float(np.linalg.norm(units["embedding"], axis=1).mean())
-        path.write_text(str(norm))
+        fs.write_text(path, str(norm))  # any filesystem the workdir is on
         return {"segments": float(len(units["label"])), "norm": norm}
 '''
 
