@@ -122,15 +122,15 @@ def test_a_checkpoint_copied_in_part_is_not_restored(ram, tmp_path, monkeypatch)
     state = {"w": np.arange(4.0)}
     ckpt = checkpointing.Checkpointer(f"{ram}/run", keep=3)
     for step in (1, 2):
-        ckpt.save(step, jax.tree.map(lambda x: x * step, state), [step])
+        ckpt.save(step, jax.tree.map(lambda x: x * step, state), {"positions": [step]})
     ckpt.close()
     fs.remove(f"{ram}/run/checkpoints/2/{checkpointing.COPIED}")
     reopened = checkpointing.Checkpointer(f"{ram}/run", keep=3)
     try:
         assert reopened.latest_step == 1
-        restored, positions = reopened.restore(jax.tree.map(
+        restored, data = reopened.restore(jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
-        np.testing.assert_array_equal(restored["w"], state["w"]) and positions == [1]
-        assert positions == [1]
+        np.testing.assert_array_equal(restored["w"], state["w"])
+        assert data == {"positions": [1]}
     finally:
         reopened.close()

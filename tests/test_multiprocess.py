@@ -40,18 +40,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_job(workdir, lab_data, cache_dir, *overrides,
+def _start_job(workdir, lab_data, cache_dir, *overrides, processes=2,
                config=f"{ROOT}/configs/milnce_s3d.py:tiny") -> list[subprocess.Popen]:
-    """Starts both processes, each logging to `<workdir>-process<i>.log` (a file,
-    not a pipe: a pipe nobody reads would block a process that logs a lot)."""
+    """Starts the job's processes (2, or 1 alone), each logging to
+    `<workdir>-process<i>.log` (a file, not a pipe: a pipe nobody reads would
+    block a process that logs a lot)."""
     port = _free_port()
+    distributed = ([f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}"]
+                   if processes > 1 else [])
     env = dict(os.environ, JAX_PLATFORMS="cpu", VTLEARN_COMPILATION_CACHE=str(cache_dir),
                XLA_FLAGS="--xla_force_host_platform_device_count=4 "
                          "--xla_backend_optimization_level=0")
     common = [
         sys.executable, "-m", "vtlearn.main", f"--config={config}",
-        f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
-        "--num_processes=2", "--config.data.lab=",
+        f"--workdir={workdir}", *distributed, "--config.data.lab=",
         "--config.data.train_files=" + ",".join(map(str, lab_data.train_files)),
         "--config.data.eval_files=" + ",".join(map(str, lab_data.test_files)),
         "--config.data.probe_files=" + ",".join(map(str, lab_data.train_files)),
@@ -63,11 +65,12 @@ def _start_job(workdir, lab_data, cache_dir, *overrides,
         *overrides,
     ]
     procs = []
-    for i in range(2):
+    for i in range(processes):
         log = pathlib.Path(f"{workdir}-process{i}.log")
         with open(log, "w") as out:
-            procs.append(subprocess.Popen(common + [f"--process_id={i}"], env=env, cwd=ROOT,
-                                          stdout=out, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(common + [f"--process_id={i}"] * (processes > 1),
+                                          env=env, cwd=ROOT, stdout=out,
+                                          stderr=subprocess.STDOUT))
         procs[-1].log = log
     return procs
 
@@ -207,3 +210,29 @@ def test_a_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(tmp
     _run_job(straight, lab_data, cache, f"--config.train.num_steps={step + 2}", *quiet)
     a, b = (_restore_here(w / f"checkpoints/{step + 2}/state") for w in (workdir, straight))
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("before,after", [(2, 1), (1, 2)])
+def test_a_resume_on_another_number_of_processes_restarts_the_data_order(
+        tmp_path, before, after):
+    """Saved positions belong to one process's files: on another number of
+    processes the data order starts afresh, with a warning, never with the
+    wrong positions; the state itself resumes."""
+    lab_data = lab.generate_lab(TINY, tmp_path / "lab")
+    workdir, cache = tmp_path / "run", tmp_path / "jax_cache"
+    quiet = ["--config.evals.retrieval.every=0"]
+    _run_job(workdir, lab_data, cache, "--config.train.num_steps=2", *quiet, processes=before)
+    assert (workdir / f"data_state/2/process_0-of-{before}").is_dir()
+    logs = _run_job(workdir, lab_data, cache, "--config.train.num_steps=3", *quiet,
+                    processes=after)
+    for log in logs:
+        assert (f"saved by {before} process(es) and is resumed on {after}: their data "
+                "positions do not carry over, so the data order starts afresh (seed offset "
+                "2)") in log, _excerpt(log)
+        assert "Resumed from step 2 (data position 0)" in log
+    data = json.loads((workdir / "checkpoints/3/data/metadata").read_text())
+    assert len(data["positions"]) == after and data["seed_offset"] == 2
+    assert sorted(p.name for p in (workdir / "data_state").iterdir()) == ["2", "3"]
+    assert sorted(p.name for p in (workdir / "data_state/3").iterdir()) == [
+        f"process_{i}-of-{after}" for i in range(after)]

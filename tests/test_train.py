@@ -62,11 +62,15 @@ def test_train_evaluate_checkpoint(lab_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_continues_like_uninterrupted_run(lab_dir, tmp_path):
+def test_resume_continues_like_uninterrupted_run(lab_dir, tmp_path, caplog):
     straight, split = tmp_path / "straight", tmp_path / "split"
     train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(straight))
     train.train_and_evaluate(_config(lab_dir, True, eval_every=0, num_steps=2), str(split))
-    train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(split))  # resumes at 2
+    with caplog.at_level("INFO"):
+        train.train_and_evaluate(_config(lab_dir, True, eval_every=0), str(split))  # at 2
+    # The data position came from its saved tf.data state, not from skipping.
+    assert f"Data position restored from {split}/data_state/2/process_0-of-1" in caplog.text
+    assert sorted(p.name for p in (split / "data_state").iterdir()) == ["2", "4"]
     a, b = _state(straight, 4), _state(split, 4)
     # Params, optimizer moments, BatchNorm statistics, step and RNG all agree.
     assert jax.tree.structure(a) == jax.tree.structure(b)

@@ -2,8 +2,11 @@
 
 A checkpoint holds the whole `TrainState` (step, params, optimizer state,
 model state such as BatchNorm statistics or cluster centroids, RNG, the
-non-finite counter) and, as JSON, each process's data-stream position, so a
-resumed run continues as the uninterrupted one would.
+non-finite counter) and, as JSON, the data stream's description (each
+process's position). Beside it, `workdir/data_state/<step>/process_<i>-of-<n>`
+holds each process's saved tf.data position (`pipeline.TrainStream.save`),
+kept and deleted with its checkpoint, so a resumed run continues as the
+uninterrupted one would without reading the records it already used.
 
 The workdir may be local or a URL (`vtlearn.fs`). Orbax writes local and
 `gs://` checkpoints itself. On the other filesystems of `tf.io.gfile` (e.g.
@@ -57,6 +60,7 @@ class Checkpointer:
     def __init__(self, workdir: str | os.PathLike, keep: int = 1, every_steps: int = 1,
                  read_only: bool = False):
         self.every_steps = every_steps
+        self._read_only = read_only
         self.workdir = fs.absolute(workdir)
         self.directory = fs.join(self.workdir, "checkpoints")
         if read_only and not fs.isdir(self.directory):
@@ -100,17 +104,31 @@ class Checkpointer:
     def should_save(self, step: int) -> bool:
         return step % self.every_steps == 0
 
-    def save(self, step: int, state: Any, data_positions: list[int]) -> None:
-        """Saves asynchronously; a later save or `close` waits for it."""
+    def data_state_dir(self, step: int) -> str:
+        """Where this process's data position of `step` goes (`TrainStream.save`)."""
+        return fs.join(self.workdir, "data_state", str(step),
+                       f"process_{jax.process_index()}-of-{jax.process_count()}")
+
+    def save(self, step: int, state: Any, data: dict[str, Any]) -> None:
+        """Saves asynchronously (a later save or `close` waits for it); `data` is
+        JSON describing the data stream, e.g. {"positions": [per process]}."""
         self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave({"positions": [int(p) for p in data_positions]})),
-            force=True)
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)), force=True)
         if self._mirror is not None:
             self._manager.wait_until_finished()
             self._copy_up()
+        self._prune_data_states(keep=set(self._manager.all_steps()) | {step})
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, list[int]]:
+    def _prune_data_states(self, keep: set[int]) -> None:
+        root = fs.join(self.workdir, "data_state")
+        if jax.process_index() != 0 or not fs.isdir(root):
+            return
+        for entry in fs.listdir(root):
+            if entry.isdigit() and int(entry) not in keep:
+                fs.rmtree(fs.join(root, entry))
+
+    def restore(self, abstract_state: Any,
+                step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Restores `step` (default: latest) into the structure/shardings given.
 
         Args:
@@ -118,7 +136,7 @@ class Checkpointer:
           step: which checkpoint.
 
         Returns:
-          (state, per-process data positions).
+          (state, the data JSON given to `save`).
         """
         step = self.latest_step if step is None else step
         if step not in self._manager.all_steps():
@@ -135,9 +153,9 @@ class Checkpointer:
                 f"this config builds ({first}). Was the run trained with another method, "
                 f"model or optimizer? Its settings are in {fs.join(self.workdir, 'config.json')}."
             ) from None
-        return restored.state, list(restored.data["positions"])
+        return restored.state, dict(restored.data)
 
-    def restore_latest_good(self, abstract_state: Any) -> tuple[Any, list[int]]:
+    def restore_latest_good(self, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
         """Restores the newest checkpoint that restores, setting damaged ones aside.
 
         A checkpoint that fails to restore while an older one restores (e.g.
@@ -232,6 +250,8 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.wait_until_finished()
+        if not self._read_only:
+            self._prune_data_states(keep=set(self._manager.all_steps()))
         self._manager.close()
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)

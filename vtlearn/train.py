@@ -230,12 +230,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       every_steps=tc.checkpoint_every)
     writer = None
     try:
+        stream = dict(start_index=0, seed_offset=0, resume_from=None)
         if ckpt.latest_step is not None:
             run_config.check(config, workdir)
-            state, positions = ckpt.restore_latest_good(trainer.abstract_state())
-            start_index = positions[jax.process_index()]
+            state, data = ckpt.restore_latest_good(trainer.abstract_state())
+            stream = _resumed_stream(data, int(state.step), ckpt)
             logging.info("Resumed from step %d (data position %d).", int(state.step),
-                         start_index)
+                         stream["start_index"])
         else:
             pretrained = None
             if config.model_init:
@@ -244,7 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 pretrained = api.load_pretrained(config.model_init, config, trainer.method)
             logging.info("Initialising the %s model (compiling its init) ...", config.method)
             started = time.perf_counter()
-            state, start_index = trainer.init_state(pretrained), 0
+            state = trainer.init_state(pretrained)
             logging.info("Initialised in %.0f s.", time.perf_counter() - started)
         if jax.process_index() == 0:
             run_config.save(config, workdir)
@@ -260,8 +261,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             return eval_metrics
         start_step = step
         progress = metric_writers.Progress(tc.num_steps, clips_per_step(config), step)
-        batches = pipeline.iterate_train(config.data, process_batch, start_index=start_index,
-                                         skips=skips, **where)
+        batches = pipeline.iterate_train(config.data, process_batch, skips=skips, **stream,
+                                         **where)
         on_host = pipeline.host_keys(config.data)
         logging.info("Compiling the train step (the first step) ...")
         started = time.perf_counter()
@@ -286,7 +287,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 _check_finite(state, step, ckpt.latest_step)
             if ckpt.should_save(step) or last or preempted:
                 _check_finite(state, step, ckpt.latest_step)
-                ckpt.save(step, state, _all_positions(position))
+                batches.save(ckpt.data_state_dir(step))
+                ckpt.save(step, state, {"positions": _all_positions(position),
+                                        "seed_offset": batches.seed_offset})
             if preempted:
                 logging.warning("Stopping at step %d after preemption; rerun to resume.", step)
                 break
@@ -319,6 +322,27 @@ def _check_finite(state: TrainState, step: int, last_saved: int | None) -> None:
         raise NonFiniteError(
             f"Loss or gradient became NaN/Inf ({bad} step(s) up to step {step}); "
             f"stopping without saving: {kept}.")
+
+
+def _resumed_stream(data: dict, step: int, ckpt: checkpointing.Checkpointer) -> dict:
+    """`iterate_train` arguments that continue the saved data stream.
+
+    The same number of processes continues it from each one's saved tf.data
+    position (or, without one, skips to its sample index). Another number of
+    processes cannot: each saved position belongs to one process's files, so
+    the data order starts afresh (another seed offset) with a warning.
+    """
+    positions = data["positions"]
+    if len(positions) == jax.process_count():
+        return dict(start_index=positions[jax.process_index()],
+                    seed_offset=data.get("seed_offset", 0),
+                    resume_from=ckpt.data_state_dir(step))
+    logging.warning(
+        "The checkpoint of step %d was saved by %d process(es) and is resumed on %d: their "
+        "data positions do not carry over, so the data order starts afresh (seed offset "
+        "%d); the samples seen before may be seen again.", step, len(positions),
+        jax.process_count(), step)
+    return dict(start_index=0, seed_offset=step, resume_from=None)
 
 
 def _all_positions(position: int) -> list[int]:

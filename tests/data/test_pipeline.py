@@ -174,6 +174,45 @@ def test_deterministic_under_seed_and_resumable(data_dir):
     assert not np.array_equal(c["video"], a[0]["video"])
 
 
+def _spoil_first_record(path):
+    """Overwrites the first record's payload in place: reading it fails its CRC."""
+    data = bytearray(path.read_bytes())
+    length = int.from_bytes(data[:8], "little")
+    data[12:12 + length] = b"\xff" * length
+    path.write_bytes(bytes(data))
+
+
+def test_a_saved_stream_continues_exactly_without_reading_what_it_used(tmp_path):
+    """The restored stream yields what the uninterrupted one does; its files'
+    first records, read before the save, are spoiled afterwards and never read
+    again (skipping to the position instead would read them)."""
+    rng = np.random.default_rng(0)
+    for v in range(8):
+        starts = np.sort(rng.uniform(0, 22, 8)).round(1)
+        ends = np.minimum(starts + rng.uniform(0.5, 3, 8).round(1), 25.0)
+        records.write_tfrecord(tmp_path / f"train-{v}.tfrecord", records.video_to_examples(
+            _video(f"v{v}", starts, ends, 25.0, category=v), 5.0))  # 5 records each
+    Vocabulary([f"w{i}" for i in range(12)] + ["cut"]).save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path)
+    uninterrupted = pipeline.iterate_train(cfg, 4)
+    expected = [next(uninterrupted) for _ in range(4)]
+    stream = pipeline.iterate_train(cfg, 4)
+    used = [next(stream) for _ in range(2)]
+    stream.save(str(tmp_path / "position"))
+    position = int(used[-1]["index"][-1]) + 1
+    for path in tmp_path.glob("train-*.tfrecord"):
+        _spoil_first_record(path)
+    resumed = pipeline.iterate_train(cfg, 4, start_index=position,
+                                     resume_from=str(tmp_path / "position"))
+    assert resumed.restored
+    for want in expected[2:]:
+        got = next(resumed)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    with pytest.raises(Exception, match="train-"):  # the skipping stream reads them
+        next(pipeline.iterate_train(cfg, 4, start_index=position))
+
+
 def test_files_are_split_between_processes(data_dir):
     pattern = str(data_dir / "train-*.tfrecord")
     parts = [pipeline.list_files(pattern, i, 3) for i in range(3)]

@@ -60,11 +60,13 @@ without a sample (all out of vocabulary, all too short, no category in
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from vtlearn import fs
 from vtlearn.data import clips, records
@@ -200,7 +202,7 @@ def _parse_fn(cfg):
 
 def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
                         process_index: int = 0, process_count: int = 1,
-                        start_index: int = 0,
+                        start_index: int = 0, seed_offset: int = 0,
                         skips: SkipCounter | None = None) -> tf.data.Dataset:
     """The infinite, shuffled training stream of this process.
 
@@ -209,7 +211,10 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
       batch_size: per-process batch size B.
       process_index, process_count: this process among all.
       start_index: resume position: samples before it are skipped before
-        decoding (saved by the trainer as the last batch's `index` + 1).
+        decoding, which reads every record before it (a `TrainStream`
+        restored from its saved state reads none).
+      seed_offset: another stream of the same seed (a run resumed on another
+        number of processes starts the data order afresh with its step).
       skips: counts dropped records.
 
     Returns:
@@ -226,7 +231,7 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
             "shard when every video of it fails; its <prefix>.summary.json says why.")
     vocab = Vocabulary.load(cfg.vocab_path)
     table = vocab.tf_lookup_table()
-    seed = cfg.seed * 1_000_003 + process_index
+    seed = cfg.seed * 1_000_003 + process_index + 7_919 * seed_offset
     skips = skips or SkipCounter()
     # Records read since the last sample: a stream that yields none must stop.
     unusable = tf.Variable(tf.zeros([], tf.int64), trainable=False)
@@ -275,7 +280,9 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
     ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.filter(keep)
     ds = ds.map(lambda x: {k: v for k, v in x.items() if k not in ("_ok", "_reason")})
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    options = tf.data.Options()  # the skip counters are not part of a saved position
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE).with_options(options)
 
 
 def _category_filter(categories: tuple[int, ...]):
@@ -462,9 +469,10 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
     return ds.batch(batch_size).prefetch(2)  # cut the next batch while this one embeds
 
 
-def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,
+def numpy_batches(dataset: tf.data.Dataset | Iterator, cfg: ml_collections.ConfigDict,
                   files: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
-    """Iterates `dataset` as NumPy; a bad record raises an error naming it.
+    """Iterates `dataset` (or a tf.data iterator) as NumPy; a bad record raises
+    an error naming it.
 
     tf.data reports corrupt bytes or a missing key without the file; on such
     an error this scans `files` to name the file, record and key.
@@ -472,10 +480,10 @@ def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,
     Raises:
       records.RecordError: for a corrupt or unparsable record.
     """
-    iterator = dataset.as_numpy_iterator()
+    iterator = iter(dataset)
     while True:
         try:
-            batch = next(iterator)
+            batch = tf.nest.map_structure(lambda t: t.numpy(), next(iterator))
         except StopIteration:
             return
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -492,28 +500,49 @@ def numpy_batches(dataset: tf.data.Dataset, cfg: ml_collections.ConfigDict,
         yield batch
 
 
-def iterate_train(cfg: ml_collections.ConfigDict, batch_size: int, *,
-                  process_index: int = 0, process_count: int = 1,
-                  skips: SkipCounter | None = None,
-                  **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """NumPy batches of `build_train_dataset` (same arguments); bad records named.
+STREAM_FILE = "stream.json"
 
-    Raises:
-      NoUsableRecordError: (while iterating) after `data.max_unusable_in_a_row`
-        records in a row without a sample, naming the files and the reasons.
+
+class TrainStream:
+    """This process's NumPy training batches (`build_train_dataset`), whose
+    position saves and restores without reading the records before it.
+
+    `save(directory)` writes the tf.data iterator's state (its file order,
+    readers' offsets, shuffle and prefetch buffers: bounded by
+    `data.shuffle_buffer` and the batch, not by the step) and `stream.json`;
+    `iterate_train(..., resume_from=directory)` rebuilds the same pipeline and
+    restores it, so the next batch is the one an uninterrupted run would get.
+
+    Raises (while iterating):
+      NoUsableRecordError: after `data.max_unusable_in_a_row` records in a
+        row without a sample, naming the files and the reasons.
+      records.RecordError: for a corrupt or unparsable record.
     """
-    files = list_files(cfg.train_files, process_index, process_count)
-    skips = skips or SkipCounter()
-    dataset = build_train_dataset(cfg, batch_size, process_index=process_index,
-                                  process_count=process_count, skips=skips, **kwargs)
 
-    def batches():
+    def __init__(self, cfg: ml_collections.ConfigDict, batch_size: int, *, process_index: int,
+                 process_count: int, start_index: int, seed_offset: int,
+                 skips: SkipCounter):
+        self.cfg, self.skips, self.start_index = cfg, skips, start_index
+        self.seed_offset = seed_offset
+        self.files = list_files(cfg.train_files, process_index, process_count)
+        dataset = build_train_dataset(cfg, batch_size, process_index=process_index,
+                                      process_count=process_count, start_index=start_index,
+                                      seed_offset=seed_offset, skips=skips)
+        self._iterator = iter(dataset)
+        self._batches = numpy_batches(self._iterator, cfg, self.files)
+        self.restored = False  # whether the position came from a saved state
+
+    def __iter__(self) -> TrainStream:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
         try:
-            yield from numpy_batches(dataset, cfg, files)
+            return next(self._batches)
         except tf.errors.InvalidArgumentError as e:
             if _NO_SAMPLE not in str(e):
                 raise
-            counts = ", ".join(f"{k}={v}" for k, v in skips.counts.items())
+            cfg, files = self.cfg, self.files
+            counts = ", ".join(f"{k}={v}" for k, v in self.skips.counts.items())
             categories = (f"; records outside data.train_categories="
                           f"{tuple(cfg.train_categories)} count too" if cfg.train_categories
                           else "")
@@ -525,7 +554,51 @@ def iterate_train(cfg: ml_collections.ConfigDict, batch_size: int, *,
                 "PATTERN --vocab VOCAB) and the clip settings against the videos' "
                 "length.") from None
 
-    return batches()
+    def save(self, directory: str) -> None:
+        """Writes the position (any filesystem, `vtlearn.fs`) into `directory`."""
+        fs.makedirs(directory)
+        tf.train.Checkpoint(iterator=self._iterator).write(fs.join(directory, "iterator"))
+        fs.write_text(fs.join(directory, STREAM_FILE), json.dumps(
+            {"start_index": self.start_index, "seed_offset": self.seed_offset}))
+
+    def _restore(self, directory: str) -> None:
+        tf.train.Checkpoint(iterator=self._iterator).read(
+            fs.join(directory, "iterator")).assert_consumed()
+        self.restored = True
+
+
+def iterate_train(cfg: ml_collections.ConfigDict, batch_size: int, *,
+                  process_index: int = 0, process_count: int = 1, start_index: int = 0,
+                  seed_offset: int = 0, skips: SkipCounter | None = None,
+                  resume_from: str | None = None) -> TrainStream:
+    """The training batches of this process (see `TrainStream`).
+
+    Args:
+      resume_from: a directory `TrainStream.save` wrote: the stream continues
+        from there without reading the records before it. When it is absent
+        or does not restore (a changed pipeline), the stream starts at
+        `start_index` instead, skipping what comes before it (logged).
+      Others: as `build_train_dataset`.
+    """
+    skips = skips or SkipCounter()
+    where = dict(process_index=process_index, process_count=process_count, skips=skips)
+    if resume_from and fs.exists(fs.join(resume_from, STREAM_FILE)):
+        saved = json.loads(fs.read_text(fs.join(resume_from, STREAM_FILE)))
+        stream = TrainStream(cfg, batch_size, start_index=saved["start_index"],
+                             seed_offset=saved["seed_offset"], **where)
+        try:
+            stream._restore(resume_from)
+            logging.info("Data position restored from %s.", resume_from)
+            return stream
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            logging.warning("The data position in %s does not restore (%s); skipping to "
+                            "sample %d instead, which reads the records before it.",
+                            resume_from, str(e).splitlines()[0][:200], start_index)
+    elif resume_from:
+        logging.warning("No saved data position in %s; skipping to sample %d, which reads "
+                        "the records before it.", resume_from, start_index)
+    return TrainStream(cfg, batch_size, start_index=start_index, seed_offset=seed_offset,
+                       **where)
 
 
 def _some(paths: Sequence[str], count: int = 3) -> str:
