@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import subprocess
 import sys
@@ -25,6 +26,23 @@ class Runner:
             return 0
         print(f"+ {line}", file=sys.stderr, flush=True)
         return subprocess.run(list(argv), check=check).returncode
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring's first line, the rest as the epilog,
+    and the --dry_run flag."""
+    out = argparse.ArgumentParser(description=doc.split("\n")[0], epilog=doc.split("\n", 1)[1],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--dry_run", action="store_true", help="print the commands only")
+    return out
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the script's arguments, those after `--`, which go to vtlearn.main)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    return argv[:argv.index("--")], argv[argv.index("--") + 1:]
 
 
 def training_command(config: str, workdir: str, overrides: Sequence[str],

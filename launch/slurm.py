@@ -25,16 +25,12 @@ import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from commands import Runner, training_command  # noqa: E402
+from commands import Runner, make_parser, split_overrides, training_command  # noqa: E402
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    overrides = []
-    if "--" in argv:
-        argv, overrides = argv[:argv.index("--")], argv[argv.index("--") + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 1)[1])
+    argv, overrides = split_overrides(argv)
+    parser = make_parser(__doc__)
     parser.add_argument("--name", required=True, help="job name")
     parser.add_argument("--config", default="configs/milnce_s3d.py")
     parser.add_argument("--workdir", required=True, help="run directory all nodes reach")
@@ -47,7 +43,6 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--python", default="python", help="interpreter on the nodes")
     parser.add_argument("--local", action="store_true",
                         help="run on this machine's GPUs (one process), no SLURM")
-    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.gpus_per_node < 1:
         parser.error("--nodes and --gpus_per_node must be >= 1")

@@ -35,7 +35,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from commands import Runner, training_command  # noqa: E402
+from commands import Runner, make_parser, split_overrides, training_command  # noqa: E402
 
 STEPS = ("create", "install", "unlock", "train", "logs", "fetch", "delete")
 ALL = ("create", "install", "unlock", "train", "logs")
@@ -47,12 +47,8 @@ UNLOCK = ("sudo pkill -9 -f '[v]tlearn.main' || true; "  # [v]: not this shell i
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    overrides = []
-    if "--" in argv:
-        argv, overrides = argv[:argv.index("--")], argv[argv.index("--") + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 1)[1])
+    argv, overrides = split_overrides(argv)
+    parser = make_parser(__doc__)
     parser.add_argument("steps", nargs="+", choices=STEPS + ("all",))
     parser.add_argument("--name", required=True, help="TPU VM (and job) name")
     parser.add_argument("--zone", required=True, help="e.g. us-central2-b")
@@ -66,7 +62,6 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--install_spec", default=None,
                         help="pip spec to install instead of copying this checkout")
     parser.add_argument("--poll_seconds", type=float, default=30.0)
-    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     if "train" in args.steps or "all" in args.steps:
         if not args.workdir:
