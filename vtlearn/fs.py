@@ -13,11 +13,11 @@ TensorFlow. `pathlib.Path` must not touch a URL: it folds `gs://b` into
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import os
 import posixpath
 import re
-import contextlib
 import shutil
 import tempfile
 import uuid
