@@ -192,10 +192,8 @@ def test_a_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(tmp
              "--config.train.log_every=1", "--config.optimizer.schedule=constant"]
     workdir = tmp_path / "preempted"
     procs = _start_job(workdir, lab_data, cache, "--config.train.num_steps=100000", *quiet)
-    deadline = time.monotonic() + 1200
     while "train at step 3:" not in procs[1].log.read_text():  # then preempt process 1
-        assert procs[1].poll() is None and time.monotonic() < deadline, \
-            _excerpt(procs[1].log.read_text())
+        assert procs[1].poll() is None, _excerpt(procs[1].log.read_text())
         time.sleep(0.2)
     procs[1].send_signal(signal.SIGTERM)
     logs = _finish(procs)

@@ -407,22 +407,24 @@ def test_workers_die_with_a_killed_parent_and_shards_stay_whole(tmp_path):
     parent = subprocess.Popen([sys.executable, str(script), str(prefix)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
         while not list(prefix.parent.glob("*.tmp")):  # a worker is writing a shard
             assert parent.poll() is None, "the converter ended before it was killed"
-            assert time.monotonic() < deadline, "no shard was started within 120 s"
             time.sleep(0.1)
         children = _children(parent.pid)
         assert children
+        started = len([p for p in prefix.parent.iterdir()  # written or in progress
+                       if p.name.endswith((".tfrecord", ".tfrecord.tmp"))])
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 30
-    while any(map(_alive, children)) and time.monotonic() < deadline:
+    # Counted work, not time: wait until the workers are gone, or have finished
+    # a shard they had not started at the kill, as orphans went on to do.
+    while (any(map(_alive, children))
+           and len(list(prefix.parent.glob("*.tfrecord"))) <= started):
         time.sleep(0.1)
     assert not [pid for pid in children if _alive(pid)], "orphaned workers live on"
     finished = sorted(prefix.parent.glob("*.tfrecord"))
-    assert len(finished) < 8  # the queued shards were not converted after the kill
+    assert len(finished) <= started < 8, (len(finished), started)
     for path in finished:
         assert (path.parent / (path.name + ".done.json")).exists()
         assert len(list(records.read_chunks(str(path)))) == 2  # 2 videos of 1 chunk each
