@@ -1,9 +1,8 @@
 """Runs of equal frame labels and their overlap with ground truth (IoU, IoD).
 
-Shared by the localisation benchmarks (MiningYouTube, CrossTask). MCN §4.3
-defines IoD = |G∩D| / |D| and IoU = |G∩D| / |G∪D| (after Bojanowski et al.
-2014) as formulas only; the convention here is the common per-segment one,
-stated in `segment_overlaps`.
+Shared by the step-localisation evaluators. IoD = |G∩D| / |D| and
+IoU = |G∩D| / |G∪D| (Bojanowski et al. 2014); the convention here is the
+common per-segment one, stated in `segment_overlaps`.
 """
 
 from __future__ import annotations
