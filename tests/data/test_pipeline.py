@@ -271,6 +271,76 @@ def test_missing_required_key_error_names_key(tmp_path, data_dir):
         next(pipeline.iterate_train(cfg, 2))
 
 
+def _serialized_records(path):
+    return [raw.numpy() for raw in records.read_serialized(path)]
+
+
+def _damage(path, index, kind):
+    """Rewrites record `index` of `path`: flipped bytes (its checksum fails) or
+    a record without the required video id."""
+    import tensorflow as tf
+
+    raws = _serialized_records(path)
+    if kind == "no_key":
+        ex = tf.train.SequenceExample.FromString(raws[index])
+        del ex.context.feature[S.VIDEO_ID]
+        raws[index] = ex.SerializeToString()
+    records.write_tfrecord(path, raws)
+    if kind == "corrupt":
+        data = bytearray(path.read_bytes())
+        offset = sum(16 + len(r) for r in raws[:index]) + 12  # framing: 12 + data + 4
+        data[offset + 10:offset + 20] = b"\xff" * 10
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "no_key"])
+@pytest.mark.parametrize("stream", ["train", "eval"])
+def test_a_bad_record_is_named_from_where_the_reader_is(tmp_path, data_dir, monkeypatch,
+                                                        kind, stream):
+    # Eight files of nine records; record 5 of one file is bad.
+    for f in range(8):
+        videos = [_video(f"f{f}v{v}", [1.0, 11.0, 21.0], [6.0, 16.0, 24.0], 25.0)
+                  for v in range(3)]
+        records.write_tfrecord(tmp_path / f"shard-{f}.tfrecord",
+                               [e for v in videos for e in records.video_to_examples(v, 10.0)])
+    _damage(tmp_path / "shard-5.tfrecord", 5, kind)
+    Vocabulary.load(data_dir / "vocab.txt").save(tmp_path / "vocab.txt")
+    cfg = _cfg(tmp_path, train_files=str(tmp_path / "shard-*.tfrecord"), cycle_length=3)
+    cfg.eval_files = cfg.train_files
+    # Naming it reads single records, never a file from its start.
+    reads = []
+    monkeypatch.setattr(records, "read_serialized", lambda *a: pytest.fail("rescanned"))
+    read_record = records.read_record
+    monkeypatch.setattr(records, "read_record",
+                        lambda path, index: reads.append((path, index)) or read_record(path, index))
+    reason = "is corrupt" if kind == "corrupt" else "is not a valid vtlearn chunk: missing.*video/id"
+    with pytest.raises(records.RecordError, match=f"shard-5.tfrecord: record 5 {reason}"):
+        if stream == "train":
+            batches = pipeline.iterate_train(cfg, 4)
+            for _ in range(100):  # 18 batches are an epoch: the first reaches it
+                next(batches)
+        else:
+            list(pipeline.iterate_eval(cfg, 4))
+    # One record per opening of a file or per record in flight, where a rescan
+    # reads all 72.
+    assert 1 <= len(reads) <= 16, reads
+
+
+def test_an_error_that_is_not_a_records_reads_no_file_again(data_dir, monkeypatch):
+    # "video" units refuse a video cut into chunks: a pipeline error on a record
+    # that parsed, so only records read ahead and not yet parsed are read again.
+    reads = []
+    read_record = records.read_record
+    monkeypatch.setattr(records, "read_record",
+                        lambda path, index: reads.append((path, index)) or read_record(path, index))
+    monkeypatch.setattr(records, "read_serialized", lambda *a: pytest.fail("rescanned"))
+    cfg = _cfg(data_dir)
+    with pytest.raises(Exception, match="need each video in one record") as error:
+        list(pipeline.iterate_eval(cfg, 4, pipeline.Units("video")))
+    assert not isinstance(error.value, records.RecordError)
+    assert len(reads) <= 3, reads  # of 12 records
+
+
 def test_eval_emits_every_caption_once_with_even_clips(data_dir):
     cfg = _cfg(data_dir, eval_text_key=S.CAPTION_CLEAN, eval_num_clips=3)
     batches = list(pipeline.iterate_eval(cfg, 8))

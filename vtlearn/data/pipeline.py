@@ -70,6 +70,7 @@ from absl import logging
 
 from vtlearn import fs
 from vtlearn.data import clips, records
+from vtlearn.data.positions import ReadPositions
 from vtlearn.data import schema as S
 from vtlearn.data.samplers import get_sampler
 from vtlearn.data.text import Vocabulary
@@ -203,7 +204,8 @@ def _parse_fn(cfg):
 def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
                         process_index: int = 0, process_count: int = 1,
                         start_index: int = 0, seed_offset: int = 0,
-                        skips: SkipCounter | None = None) -> tf.data.Dataset:
+                        skips: SkipCounter | None = None,
+                        positions: ReadPositions | None = None) -> tf.data.Dataset:
     """The infinite, shuffled training stream of this process.
 
     Args:
@@ -216,6 +218,8 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
       seed_offset: another stream of the same seed (a run resumed on another
         number of processes starts the data order afresh with its step).
       skips: counts dropped records.
+      positions: of this process's files: tracks the records read, to name a
+        bad one (`numpy_batches`).
 
     Returns:
       A dataset of batched dicts (keys in the module docstring).
@@ -245,6 +249,7 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
 
     def sample(index, serialized):
         ex = parse(serialized)
+        index = positions.note_parsed(index, ex)
         text_ids = Vocabulary.tf_encode(table, ex[S.CAPTION], cfg.max_words)
         usable = clips.usable_captions(ex, text_ids, cfg)
         ok = tf.reduce_any(usable)
@@ -262,22 +267,24 @@ def build_train_dataset(cfg: ml_collections.ConfigDict, batch_size: int, *,
         with tf.control_dependencies([count_unusable(x["_ok"])]):
             return tf.identity(x["_ok"])
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cfg.cycle_length, len(files)),
-                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    cycle_length = min(cfg.cycle_length, len(files))
+    positions = positions or ReadPositions(files)
+    order = tf.data.Dataset.range(len(files))
+    order = order.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = positions.read(order, cycle_length, parallel=True)
     if cfg.train_categories:
         wanted = _category_filter(tuple(cfg.train_categories))
 
-        def in_categories(serialized):
+        def in_categories(file, record, serialized):
             ok = wanted(serialized)
             with tf.control_dependencies([tf.cond(ok, tf.no_op, lambda: count_unusable(ok))]):
                 return tf.identity(ok)  # a record of another category never resets it
 
         ds = ds.filter(in_categories)
     ds = ds.shuffle(cfg.shuffle_buffer, seed=seed + 1)
-    ds = ds.enumerate().skip(start_index)
-    ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.enumerate().skip(start_index).map(positions.note_parsing)
+    ds = ds.map(lambda index, element: sample(index, element[2]),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.filter(keep)
     ds = ds.map(lambda x: {k: v for k, v in x.items() if k not in ("_ok", "_reason")})
     options = tf.data.Options()  # the skip counters are not part of a saved position
@@ -364,11 +371,13 @@ UNIT_KINDS = ("caption", "segment", "window", "video")
 def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
                        units: Units = Units(), *,
                        files: str | Sequence[str] | None = None, process_index: int = 0,
-                       process_count: int = 1) -> tf.data.Dataset:
+                       process_count: int = 1,
+                       positions: ReadPositions | None = None) -> tf.data.Dataset:
     """Deterministic evaluation units (see `Units`), each exactly once.
 
     Every unit is emitted by the chunk that contains its window's center.
-    The last batch may be short (`iterate_eval` pads it).
+    The last batch may be short (`iterate_eval` pads it). `positions` (of
+    `files`) tracks the records read, to name a bad one (`numpy_batches`).
     """
     if isinstance(files, (list, tuple)):
         files = list(files)
@@ -415,8 +424,9 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
         step = tf.where(step < tf.size(seg_start), step, -1)
         return start, end, None, label, step
 
-    def cut(serialized):
-        ex = parse(serialized)
+    def cut(position, element):
+        ex = parse(element[2])
+        parsed = positions.note_parsed(position, ex)
         start, end, texts, label, step = windows(ex)
         center = (start + end) / 2
         if texts is None:  # windows: the ASR spoken during them
@@ -461,21 +471,23 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
         out["start"] = tf.gather(start, sel)
         out["end"] = tf.gather(end, sel)
         out["video_id"] = tf.fill([u], ex[S.VIDEO_ID])
-        out["valid"] = tf.ones([u], tf.bool)
+        out["valid"] = tf.fill([u], parsed >= 0)  # true; waits for the note
         return tf.data.Dataset.from_tensor_slices(out)
 
-    ds = tf.data.Dataset.from_tensor_slices(files).flat_map(tf.data.TFRecordDataset)
-    ds = ds.flat_map(cut)
+    positions = positions or ReadPositions(files)
+    ds = positions.read(tf.data.Dataset.range(len(files)))
+    ds = ds.enumerate().map(positions.note_parsing).flat_map(cut)
     return ds.batch(batch_size).prefetch(2)  # cut the next batch while this one embeds
 
 
 def numpy_batches(dataset: tf.data.Dataset | Iterator, cfg: ml_collections.ConfigDict,
-                  files: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
+                  positions: ReadPositions) -> Iterator[dict[str, np.ndarray]]:
     """Iterates `dataset` (or a tf.data iterator) as NumPy; a bad record raises
     an error naming it.
 
-    tf.data reports corrupt bytes or a missing key without the file; on such
-    an error this scans `files` to name the file, record and key.
+    tf.data reports corrupt bytes or a record that does not parse without the
+    file; `positions` (the dataset's) names the file, record and key from
+    where the readers are, reading one record per open file at most.
 
     Raises:
       records.RecordError: for a corrupt or unparsable record.
@@ -489,8 +501,8 @@ def numpy_batches(dataset: tf.data.Dataset | Iterator, cfg: ml_collections.Confi
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
             if _NO_SAMPLE in str(e):
                 raise  # not a bad record: the caller names the cause
-            found = records.find_bad_record(
-                files, frames=cfg.video, waveform=cfg.audio_seconds > 0,
+            found = positions.locate(
+                e, frames=cfg.video, waveform=cfg.audio_seconds > 0,
                 features_2d=cfg.features_2d, features_3d=cfg.features_3d)
             if found is None:
                 raise
@@ -525,11 +537,13 @@ class TrainStream:
         self.cfg, self.skips, self.start_index = cfg, skips, start_index
         self.seed_offset = seed_offset
         self.files = list_files(cfg.train_files, process_index, process_count)
+        positions = ReadPositions(self.files)
         dataset = build_train_dataset(cfg, batch_size, process_index=process_index,
                                       process_count=process_count, start_index=start_index,
-                                      seed_offset=seed_offset, skips=skips)
+                                      seed_offset=seed_offset, skips=skips,
+                                      positions=positions)
         self._iterator = iter(dataset)
-        self._batches = numpy_batches(self._iterator, cfg, self.files)
+        self._batches = numpy_batches(self._iterator, cfg, positions)
         self.restored = False  # whether the position came from a saved state
 
     def __iter__(self) -> TrainStream:
@@ -612,8 +626,10 @@ def iterate_eval(cfg, batch_size: int, units: Units = Units(),
     """NumPy batches of `build_eval_dataset`, the last one padded to `batch_size`."""
     files = list_files(kwargs.pop("files", None) or cfg.eval_files,
                        kwargs.get("process_index", 0), kwargs.get("process_count", 1))
-    dataset = build_eval_dataset(cfg, batch_size, units, files=files, **kwargs)
-    for batch in numpy_batches(dataset, cfg, files):
+    positions = ReadPositions(files)
+    dataset = build_eval_dataset(cfg, batch_size, units, files=files, positions=positions,
+                                 **kwargs)
+    for batch in numpy_batches(dataset, cfg, positions):
         n = len(batch["valid"])
         if n < batch_size:
             batch = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:],

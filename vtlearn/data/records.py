@@ -253,12 +253,35 @@ def read_chunks(path: str | Path, **parse_kwargs) -> Iterator[dict[str, np.ndarr
         record that does not parse (e.g. a missing required key).
     """
     for i, raw in enumerate(read_serialized(path)):
-        try:
-            parsed = parse_example(raw, **parse_kwargs)
-        except tf.errors.InvalidArgumentError as e:
-            raise RecordError(f"{path}: record {i} is not a valid vtlearn chunk: "
-                              f"{_explain(raw.numpy(), e)}") from e
+        parsed = parse_checked(raw, f"{path}: record {i}", **parse_kwargs)
         yield {k: v.numpy() for k, v in parsed.items()}
+
+
+def read_record(path: str | Path, index: int) -> tf.Tensor | None:
+    """Record `index` (scalar tf.string) of a TFRecord file, None past its end.
+
+    The records before it are skipped by their length headers, not read.
+
+    Raises:
+      RecordError: naming the file and record index, for corrupt bytes.
+    """
+    try:
+        for raw in tf.data.TFRecordDataset(str(path)).skip(index).take(1):
+            return raw
+    except tf.errors.OpError as e:
+        raise RecordError(f"{path}: record {index} is corrupt: "
+                          f"{e.message.splitlines()[0]}") from e
+    return None
+
+
+def parse_checked(raw: tf.Tensor, where: str, **parse_kwargs) -> dict[str, tf.Tensor]:
+    """`parse_example`, raising RecordError("<where> is not a valid vtlearn
+    chunk: <missing key or failed check>") when the record does not parse."""
+    try:
+        return parse_example(raw, **parse_kwargs)
+    except tf.errors.InvalidArgumentError as e:
+        raise RecordError(f"{where} is not a valid vtlearn chunk: "
+                          f"{_explain(raw.numpy(), e)}") from e
 
 
 def _explain(raw: bytes, error: tf.errors.InvalidArgumentError) -> str:
@@ -276,14 +299,3 @@ def _explain(raw: bytes, error: tf.errors.InvalidArgumentError) -> str:
                  f", chunk at {context[S.CHUNK_START].float_list.value[0]:g} s)")
     message = error.message.split("}} ")[-1].splitlines()[0]
     return message.split(" : Tensor had")[0].strip() + where  # CheckNumerics' own words
-
-
-def find_bad_record(paths: Iterable[str | Path], **parse_kwargs) -> RecordError | None:
-    """Scans files for the first corrupt or unparsable record (a diagnostic)."""
-    for path in paths:
-        try:
-            for _ in read_chunks(path, **parse_kwargs):
-                pass
-        except RecordError as e:
-            return e
-    return None
