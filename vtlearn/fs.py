@@ -105,6 +105,12 @@ def size(path: str | os.PathLike) -> int:
     return os.path.getsize(path) if is_local(path) else _gfile().stat(path).length
 
 
+def modified_ns(path: str | os.PathLike) -> int:
+    """Last modification time, nanoseconds since the epoch."""
+    path = os.fspath(path)
+    return os.stat(path).st_mtime_ns if is_local(path) else _gfile().stat(path).mtime_nsec
+
+
 def open(path: str | os.PathLike, mode: str = "r", encoding: str | None = "utf-8") -> IO:  # noqa: A001
     """`open` for any path; text modes read and write UTF-8."""
     path = os.fspath(path)

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from vtlearn import fs
 from vtlearn.data import convert, records, schema
 
 FPS = 10.0
@@ -439,6 +441,55 @@ def test_two_workers_write_the_same_shards(inputs, converted, tmp_path):
     for key in ("failed", "warnings", "no_audio", "uncaptioned", "missing"):
         assert parallel[key] == serial[key]
     assert parallel["counts"] == serial["counts"]
+
+
+def test_beam_direct_runner_writes_the_same_records_and_resumes(inputs, converted, tmp_path):
+    prefix, local = converted
+    beam_prefix = tmp_path / "beam"
+    on_beam = _convert_cli(inputs, beam_prefix, "--runner", "DirectRunner", "--",
+                           "--direct_num_workers=1")
+    paths = records.shard_paths(beam_prefix, NUM_SHARDS)
+    for a, b in zip(records.shard_paths(prefix, NUM_SHARDS), paths):
+        assert _canonical_records(a) == _canonical_records(b)
+    for key in ("failed", "warnings", "no_audio", "uncaptioned", "missing", "counts"):
+        assert on_beam[key] == local[key], key
+    assert not Path(f"{beam_prefix}.tasks").exists()  # the task files are cleaned up
+
+    # Resumable as the local converter: only the shard without a sidecar is redone.
+    os.remove(paths[1] + ".done.json")
+    mtime = os.stat(paths[0]).st_mtime_ns
+    again = _convert_cli(inputs, beam_prefix, "--runner", "DirectRunner")
+    c = again["counts"]
+    assert (c["shards_skipped_done"], c["shards_written"]) == (NUM_SHARDS - 1, 1)
+    assert os.stat(paths[0]).st_mtime_ns == mtime
+    assert [_canonical_records(p) for p in paths] == [
+        _canonical_records(p) for p in records.shard_paths(prefix, NUM_SHARDS)]
+    assert again["failed"] == local["failed"]
+
+
+def test_inputs_and_outputs_on_a_non_local_filesystem(inputs, converted, tmp_path):
+    """Videos, captions and segments on TensorFlow's in-memory filesystem (a
+    stand-in for gs://, which a Dataflow run reads) convert to the same records."""
+    remote = "ram://convert-inputs"
+    for name in fs.walk_files(inputs):
+        fs.makedirs(posixpath.dirname(fs.join(remote, name)))
+        fs.copy(inputs / name, fs.join(remote, name))
+    try:
+        summary = convert.main([
+            "videos", "--video_dir", f"{remote}/videos",
+            "--captions", f"{remote}/captions.json", "--segments", f"{remote}/segments.csv",
+            "--out_prefix", f"{remote}/out/videos", "--num_shards", str(NUM_SHARDS),
+            "--fps", str(FPS), "--short_side", str(SHORT_SIDE), "--sample_rate", str(RATE),
+            "--chunk_seconds", str(CHUNK)])
+        prefix, local = converted
+        for a, b in zip(records.shard_paths(prefix, NUM_SHARDS),
+                        records.shard_paths(f"{remote}/out/videos", NUM_SHARDS)):
+            assert _canonical_records(a) == _canonical_records(b)
+        assert summary["counts"] == local["counts"]
+        assert summary["failed"]["corrupt"] == local["failed"]["corrupt"].replace(
+            str(inputs), remote)  # names the input, not a local copy
+    finally:
+        fs.rmtree(remote)
 
 
 def _audio_videos(directory: Path, **silent_track) -> Path:

@@ -26,11 +26,13 @@ import collections
 import csv
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from vtlearn import fs
 from vtlearn.data import schema
 
 
@@ -48,11 +50,11 @@ def read_captions(path: str | Path) -> dict[str, schema.Captions]:
     Returns:
         Captions per video id.
     """
-    path = Path(path)
-    if path.is_dir():
+    path = os.fspath(path)
+    if fs.isdir(path):
         return read_caption_csv_dir(path)
-    if path.suffix == ".csv":
-        return {path.stem: read_caption_csv(path)}
+    if path.endswith(".csv"):
+        return {fs.name(path)[:-len(".csv")]: read_caption_csv(path)}
     return read_caption_json(path)
 
 
@@ -63,7 +65,7 @@ def read_caption_json(path: str | Path) -> dict[str, schema.Captions]:
     GB of memory).
     """
     try:
-        with open(path, encoding="utf-8") as f:
+        with fs.open(path) as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: not valid JSON: {e}") from e
@@ -120,10 +122,10 @@ def read_caption_csv(path: str | Path) -> schema.Captions:
 
 def read_caption_csv_dir(directory: str | Path) -> dict[str, schema.Captions]:
     """Reads every `<video_id>.csv` caption file of a directory."""
-    directory = Path(directory)
-    if not directory.is_dir():
+    if not fs.isdir(directory):
         raise AnnotationError(f"{directory}: not a directory")
-    return {p.stem: read_caption_csv(p) for p in sorted(directory.glob("*.csv"))}
+    return {n[:-len(".csv")]: read_caption_csv(fs.join(directory, n))
+            for n in fs.listdir(directory) if n.endswith(".csv")}
 
 
 def read_segments_csv(path: str | Path) -> dict[str, schema.Segments]:
@@ -167,7 +169,7 @@ def read_durations_csv(path: str | Path) -> dict[str, float]:
 
 def _csv_rows(path, columns: tuple[str, ...]) -> Iterator[tuple[str, dict]]:
     """Yields (`"<path>, line <n>"`, row dict) for each data row of a CSV."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with fs.open(path) as f:
         reader = csv.DictReader(f)
         missing = [c for c in columns if c not in (reader.fieldnames or ())]
         if missing:

@@ -33,6 +33,31 @@ unzipped into a directory; feature paths and array names are examples)::
 
 Rerun the same command after an interruption: finished shards are kept.
 
+At scale, on Apache Beam (`pip install 'vtlearn[beam]'`): `--runner` runs
+the same shard tasks as a Beam pipeline (`_run_on_beam`) instead of
+`--workers` local processes; Beam's own options follow a lone `--`. The
+shards, sidecars, summary (failed and warned videos included) and resume are
+the local converter's; inputs and outputs may be on any filesystem
+(`vtlearn.fs`, e.g. gs://), and progress is in Beam's counters
+("vtlearn.convert": videos, failed, records, shards). `DirectRunner` runs
+here (tested); on Dataflow (not run by the tests), from a checkout, with
+PyAV installed on the workers by the requirements file::
+
+    python -m vtlearn.data.convert videos \
+        --video_dir gs://BUCKET/howto100m/videos \
+        --captions gs://BUCKET/howto100m/raw_caption.json \
+        --out_prefix gs://BUCKET/records/howto100m/frames --num_shards 8192 \
+        --fps 10 --short_side 256 --sample_rate 16000 \
+        --runner DataflowRunner -- \
+        --project=PROJECT --region=REGION --temp_location=gs://BUCKET/tmp \
+        --setup_file=./setup.py --requirements_file=launch/beam_requirements.txt \
+        --machine_type=n2-standard-8 --max_num_workers=500
+
+One element is one shard (~146 videos of HowTo100M at 8192 shards, about 2.4
+CPU-hours at the costs below), spread over the workers by a reshuffle. Flink and Spark take
+`--runner FlinkRunner -- --flink_master=HOST:8081 --environment_type=LOOPBACK`
+and `--runner SparkRunner -- --spark_master_url=spark://HOST:7077`.
+
 Inputs. Video ids are file stems: `<video_dir>/**/<id>.mp4|.mkv|.webm|...`;
 `<features_dir>/<id>.npy` (float [N, D], the 2d stream) or `<id>.npz` (arrays
 named by `--feature_keys`); `--features_3d_dir` adds `<id>.npy` 3d features
@@ -84,8 +109,9 @@ paths, sizes and modification times, captions and segments:
 video redo their shards. A crash loses at most the shards in flight (their
 `.tmp` files). Workers end with the converter, even when it is killed with
 SIGKILL. A decoder that kills its process (rather than raising) stops the
-run; a rerun resumes. The output prefix may be on any filesystem
-(`vtlearn.fs`); inputs are local files.
+run; a rerun resumes. Inputs, annotations and the output prefix may be on
+any filesystem (`vtlearn.fs`); a remote input is copied to a local temporary
+file to be decoded.
 
 Summary. At the end, printed and written to `<prefix>.summary.json`::
 
@@ -119,6 +145,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -126,11 +153,13 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import posixpath
 import queue as queue_lib
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -231,7 +260,7 @@ class VideoFileLoader:
     def __call__(self, source: SourceVideo) -> tuple[schema.Video, list[str]]:
         warnings = []
         av = pyav()
-        with av.open(source.inputs["video"]) as container:
+        with _local_input(source.inputs["video"]) as path, av.open(path) as container:
             if not container.streams.video:
                 raise ValueError("no video stream")
             video_stream = container.streams.video[0]
@@ -296,6 +325,21 @@ class VideoFileLoader:
                                                        self.max_aspect)
             rgb = rgb[top:bottom, left:right]
         return records.encode_jpeg(rgb, self.jpeg_quality)
+
+
+@contextlib.contextmanager
+def _local_input(path: str) -> Iterator[str]:
+    """`fs.local_copy`; an error naming the copy names `path` instead."""
+    with fs.local_copy(path) as local:
+        try:
+            yield local
+        except Exception as e:
+            if local != path:
+                e.args = tuple(a.replace(local, path) if isinstance(a, str) else a
+                               for a in e.args)
+                if getattr(e, "filename", None) == local:
+                    e.filename = path
+            raise
 
 
 def resized_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
@@ -473,15 +517,16 @@ class FeatureLoader:
         if stream not in source.inputs:
             raise ValueError(f"no {stream} features file")
         path = source.inputs[stream]
-        if path.endswith(".npz"):
-            key = self.npz_keys[stream]
-            with np.load(path) as arrays:
-                if key not in arrays.files:
-                    raise ValueError(f"{path} has no array {key!r}; it holds "
-                                     f"{arrays.files}")
-                feats = arrays[key]
-        else:
-            feats = np.load(path)
+        with _local_input(path) as local:
+            if path.endswith(".npz"):
+                key = self.npz_keys[stream]
+                with np.load(local) as arrays:
+                    if key not in arrays.files:
+                        raise ValueError(f"{path} has no array {key!r}; it holds "
+                                         f"{arrays.files}")
+                    feats = arrays[key]
+            else:
+                feats = np.load(local)
         if feats.ndim != 2 or not len(feats):
             raise ValueError(f"{path}: {stream} features must be [N>0, D], got "
                              f"shape {feats.shape}")
@@ -505,7 +550,8 @@ def align_streams(feats: Mapping[str, np.ndarray], where: str = ""
 
 def _load_waveform(path: str) -> np.ndarray:
     """float32 [S] in [-1, 1] from a `.npy` of float or int16 samples."""
-    wav = np.load(path)
+    with _local_input(path) as local:
+        wav = np.load(local)
     if wav.ndim != 1:
         raise ValueError(f"{path}: waveform must be mono [S], got shape "
                          f"{wav.shape}")
@@ -525,8 +571,8 @@ def sources_digest(sources: Sequence[SourceVideo]) -> str:
     size and modification time (a record inside a file, "path@offset", stats
     the file) and the captions, segments and category."""
     def stat(path: str) -> list:
-        st = os.stat(path if os.path.exists(path) else path.rpartition("@")[0])
-        return [path, st.st_size, st.st_mtime_ns]
+        file = path if fs.exists(path) else path.rpartition("@")[0]
+        return [path, fs.size(file), fs.modified_ns(file)]
 
     def array(x) -> list:
         return [] if x is None else np.asarray(x).tolist()
@@ -550,7 +596,8 @@ class _ShardTask:
 def convert(sources: Sequence[SourceVideo], loader: Loader, out_prefix: str | Path,
             num_shards: int, *, chunk_seconds: float = schema.DEFAULT_CHUNK_SECONDS,
             workers: int = 1, skip_uncaptioned: bool = False,
-            missing: Sequence[str] = ()) -> dict:
+            missing: Sequence[str] = (), runner: str = "",
+            beam_options: Sequence[str] = ()) -> dict:
     """Converts videos into sharded chunk records, resuming finished shards.
 
     Args:
@@ -563,6 +610,10 @@ def convert(sources: Sequence[SourceVideo], loader: Loader, out_prefix: str | Pa
         workers: processes; 1 converts in this process.
         skip_uncaptioned: leave out videos without captions.
         missing: annotated video ids without input files (for the summary).
+        runner: an Apache Beam runner ("DirectRunner", "DataflowRunner",
+            "FlinkRunner", "SparkRunner") to convert the shards on instead of
+            `workers` local processes (`_run_on_beam`); the records are the same.
+        beam_options: further Beam pipeline options, e.g. ["--project=P"].
 
     Returns:
         The summary (format in the module docstring), also written to
@@ -584,8 +635,12 @@ def convert(sources: Sequence[SourceVideo], loader: Loader, out_prefix: str | Pa
              for i, path in enumerate(records.shard_paths(out_prefix, num_shards))]
     done = {t.index: sidecar for t in tasks
             if (sidecar := _finished_sidecar(t, options)) is not None}
-    fresh = _run_tasks([t for t in tasks if t.index not in done], loader, options,
-                       chunk_seconds, workers)
+    pending = [t for t in tasks if t.index not in done]
+    if runner and pending:
+        fresh = _run_on_beam(pending, loader, options, chunk_seconds, f"{out_prefix}.tasks",
+                             [f"--runner={runner}", *beam_options])
+    else:
+        fresh = _run_tasks(pending, loader, options, chunk_seconds, workers)
     summary = {
         "out_prefix": str(out_prefix), "num_shards": num_shards, "options": options,
         **_outcomes([{**done, **fresh}[t.index] for t in tasks], fresh),
@@ -657,6 +712,62 @@ def _run_pool(tasks: list[_ShardTask], loader: Loader, options: dict,
             pool.shutdown(cancel_futures=True)
             raise
     return sidecars
+
+
+def _run_on_beam(tasks: list[_ShardTask], loader: Loader, options: dict,
+                 chunk_seconds: float, task_dir: str, beam_args: list[str]
+                 ) -> dict[int, dict]:
+    """Converts shards as an Apache Beam pipeline, one element per shard.
+
+    Each shard's task (its sources, captions included) is written to
+    `<task_dir>/<index>.pkl` beside the output, so the runner's job graph
+    holds only paths (HowTo100M's captions are GB). A worker loads one,
+    converts the shard with `_convert_shard` (a `.tmp` file renamed, then the
+    sidecar, so a retried element redoes it cleanly) and counts in Beam
+    metrics ("vtlearn.convert": videos, failed, records, shards). The
+    outcome is the sidecars, read back here: the summary is the local one's.
+    """
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    fs.makedirs(task_dir)
+    paths = []
+    for task in tasks:
+        path = fs.join(task_dir, f"{task.index:05d}.pkl")
+        with fs.open(path, "wb") as f:
+            f.write(pickle.dumps(task))
+        paths.append(path)
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    _ = (pipeline | "Shards" >> beam.Create(paths)
+         | "Spread" >> beam.Reshuffle()  # one shard per worker, not one fused bundle
+         | "Convert" >> beam.Map(_convert_shard_on_beam, loader, options, chunk_seconds))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = result.metrics().query()["counters"]
+    logger.info("Beam counters: %s", {c.key.metric.name: c.committed for c in counters})
+    sidecars = {t.index: _finished_sidecar(t, options) for t in tasks}
+    unfinished = [t.path for t in tasks if sidecars[t.index] is None]
+    if unfinished:
+        raise RuntimeError(f"the Beam pipeline ended without finishing {len(unfinished)} "
+                           f"shard(s) ({unfinished[0]}, ...); rerun to convert them")
+    fs.rmtree(task_dir)
+    return sidecars
+
+
+def _convert_shard_on_beam(task_path: str, loader: Loader, options: dict,
+                           chunk_seconds: float) -> int:
+    from apache_beam.metrics import Metrics
+
+    def count(name: str, n: int = 1) -> None:
+        Metrics.counter("vtlearn.convert", name).inc(n)
+
+    task = pickle.loads(fs.read_bytes(task_path))
+    sidecar = _convert_shard(task, loader, options, chunk_seconds,
+                             lambda _: count("videos"))
+    count("failed", len(sidecar["failed"]))
+    count("records", sidecar["records"])
+    count("shards")
+    return task.index
 
 
 def _drain_progress(progress, reported: dict[int, int], sizes: dict[int, int],
@@ -788,32 +899,38 @@ def _format_summary(summary: dict, path: str, examples: int = 5) -> str:
 
 def find_files(directory: str | Path, extensions: Sequence[str],
                recursive: bool = False, required: bool = False) -> dict[str, str]:
-    """Maps file stem (video id) -> path for files with the given extensions.
+    """Maps file stem (video id) -> path for files with the given extensions,
+    in a directory on any filesystem (`vtlearn.fs`).
 
     Raises:
         ValueError: two files share a stem; or `required` and none was found
             (the message names the directory and what it holds instead).
     """
-    directory = Path(directory)
-    if not directory.is_dir():
+    directory = os.fspath(directory)
+    if not fs.isdir(directory):
         raise ValueError(f"{directory}: not a directory")
+    if recursive:
+        names = sorted(fs.walk_files(directory))
+    else:
+        names = [n for n in fs.listdir(directory) if not fs.isdir(fs.join(directory, n))]
     found = {}
-    paths = sorted(directory.rglob("*") if recursive else directory.iterdir())
-    for path in paths:
-        if path.suffix.lower() in extensions and path.is_file():
-            if path.stem in found:
-                raise ValueError(f"two inputs for video {path.stem!r}: "
-                                 f"{found[path.stem]} and {path}")
-            found[path.stem] = str(path)
+    for name in names:
+        stem, suffix = posixpath.splitext(posixpath.basename(name))
+        if suffix.lower() in extensions:
+            path = fs.join(directory, name)
+            if stem in found:
+                raise ValueError(f"two inputs for video {stem!r}: {found[stem]} and {path}")
+            found[stem] = path
     if required and not found:
-        held = sorted({p.suffix.lower() or p.name for p in paths if p.is_file()})
+        held = sorted({posixpath.splitext(n)[1].lower() or posixpath.basename(n)
+                       for n in names})
         hint = ""
         if ".npy" in extensions and ".npz" in held:
-            npz = next(p for p in paths if p.suffix.lower() == ".npz")
-            with np.load(npz) as arrays:
-                names = ", ".join(arrays.files)
+            npz = next(n for n in names if n.lower().endswith(".npz"))
+            with fs.local_copy(fs.join(directory, npz)) as local, np.load(local) as arrays:
+                held_arrays = ", ".join(arrays.files)
             hint = (f"; for .npz files name the arrays to convert with --feature_keys "
-                    f"2d=NAME[,3d=NAME] ({npz.name} holds: {names})")
+                    f"2d=NAME[,3d=NAME] ({posixpath.basename(npz)} holds: {held_arrays})")
         raise ValueError(f"{directory}: no {'/'.join(extensions)} file"
                          f"{' under it' if recursive else ''} (it holds "
                          f"{', '.join(held) or 'no files'}){hint}")
@@ -1032,6 +1149,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--chunk_seconds", type=float,
                          default=schema.DEFAULT_CHUNK_SECONDS)
         sub.add_argument("--workers", type=int, default=1)
+        sub.add_argument("--runner", default="",
+                         help="convert on Apache Beam with this runner (DirectRunner, "
+                              "DataflowRunner, FlinkRunner, SparkRunner) instead of "
+                              "--workers local processes; Beam's own options follow a "
+                              "lone --")
         sub.add_argument("--skip_uncaptioned", action="store_true",
                          help="leave out videos without captions (default: keep)")
     return parser
@@ -1039,16 +1161,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the command line; returns the summary."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, beam_options = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(message)s")
     if args.command == "vocab":
         return build_vocabulary(args.records, args.out, args.min_count, args.max_size)
+    if beam_options and not args.runner:
+        raise SystemExit(f"Beam options {beam_options} need --runner")
     common = dict(
         captions=captions_lib.read_captions(args.captions) if args.captions else None,
         segments=(captions_lib.read_segments_csv(args.segments) if args.segments
                   else None),
         chunk_seconds=args.chunk_seconds, workers=args.workers,
-        skip_uncaptioned=args.skip_uncaptioned)
+        skip_uncaptioned=args.skip_uncaptioned, runner=args.runner,
+        beam_options=beam_options)
     if args.command == "youtube8m":
         from vtlearn.data.youtube8m import convert_youtube8m
 
