@@ -12,6 +12,7 @@ setup(
     install_requires=[
         "absl-py>=2.1",
         "flax>=0.10",
+        "importlib_resources",  # tensorflow-datasets needs it to build a dataset (lab_tfds)
         "jax>=0.5",
         "matplotlib>=3.8",
         "ml-collections>=0.1.1",
@@ -29,7 +30,9 @@ setup(
         "video": ["av>=12.0"],
         "word2vec": ["gensim>=4.3"],
         "milnce_release": ["torch>=2.2"],
-        "test": ["pytest>=8.0", "av>=12.0", "gensim>=4.3", "torch>=2.2", "librosa>=0.10"],
+        "test": ["pytest>=8.0", "av>=12.0", "gensim>=4.3", "torch>=2.2", "librosa>=0.10",
+                 "apache-beam>=2.60"],
+        "beam": ["apache-beam>=2.60"],  # conversion on Dataflow, Flink or Spark
         "benchmarks": ["torch>=2.2", "tslearn>=0.6"],
         "tpu": ["jax[tpu]"],       # Cloud TPU VMs (launch/tpu.py installs it)
         "gpu": ["jax[cuda12]"],    # NVIDIA GPUs
