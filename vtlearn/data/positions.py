@@ -5,8 +5,9 @@ does not parse without the file. A `ReadPositions` tags every record with
 (file, record index) as it is read and keeps, in variables the pipeline
 updates:
 
-* per opening of a file by the reader, the last record read from it:
-  corrupt bytes lie at the next index of one of them;
+* per opening of a file by the reader, the last record read from it and
+  when: corrupt bytes lie at the next index of one of them, most likely of
+  one read from lately;
 * per position of the stream handed to parsing, its (file, record) and
   whether it parsed: a record that fails to parse is one that did not.
 
@@ -50,10 +51,11 @@ class ReadPositions:
     def __init__(self, files: Sequence[str]):
         self.files = list(files)
         none = tf.constant(-1, tf.int64)
-        # Per opening of a file (by its number modulo _OPENINGS): the file and
-        # the last record read from it.
-        self._openings = tf.Variable(tf.fill([_OPENINGS, 2], none), trainable=False)
+        # Per opening of a file (by its number modulo _OPENINGS): the file, the
+        # last record read from it and when (the count of records read then).
+        self._openings = tf.Variable(tf.fill([_OPENINGS, 3], none), trainable=False)
         self._num_opened = tf.Variable(tf.zeros([], tf.int64), trainable=False)
+        self._num_read = tf.Variable(tf.zeros([], tf.int64), trainable=False)
         # Per stream position (modulo _RING): position, file, record, parsed (0/1).
         self._parsing = tf.Variable(tf.fill([_RING, 4], none), trainable=False)
 
@@ -75,14 +77,15 @@ class ReadPositions:
 
     def _note_opened(self, file):
         opening = self._num_opened.assign_add(1) - 1
-        entry = tf.stack([file, tf.constant(-1, tf.int64)])
+        entry = tf.stack([file, tf.constant(-1, tf.int64), tf.constant(-1, tf.int64)])
         with tf.control_dependencies([self._openings.scatter_nd_update(
                 [[opening % _OPENINGS]], [entry])]):
             return tf.identity(opening), file
 
     def _note_read(self, opening, file, record, raw):
+        entry = tf.stack([record, self._num_read.assign_add(1)])
         with tf.control_dependencies([self._openings.scatter_nd_update(
-                [[opening % _OPENINGS, 1]], [record])]):
+                [[opening % _OPENINGS, 1], [opening % _OPENINGS, 2]], entry)]):
             return tf.identity(file), record, raw
 
     def note_parsing(self, position, element):
@@ -118,13 +121,14 @@ class ReadPositions:
         return None
 
     def _read_after_last_read(self) -> None:
-        """Reads the record after the last one read in each opening (most
-        recent first); raises RecordError at a corrupt one."""
-        count = int(self._num_opened.numpy())
-        openings = self._openings.numpy()
-        for n in range(count - 1, max(count - _OPENINGS, 0) - 1, -1):
-            file, last = openings[n % _OPENINGS]
-            records.read_record(self.files[file], int(last) + 1)
+        """Reads the record after the last one read in each opening, those
+        read from most recently first (openings not read from yet before
+        them); raises RecordError at a corrupt one."""
+        openings = [(int(f), int(last), int(when)) for f, last, when in self._openings.numpy()
+                    if f >= 0]
+        for file, last, _ in sorted(openings, key=lambda o: o[2] if o[2] >= 0 else 2**62,
+                                    reverse=True):
+            records.read_record(self.files[file], last + 1)
 
     def _parse_unparsed(self, parse_kwargs: dict) -> None:
         """Parses the records handed to parsing that did not parse, in stream
