@@ -31,9 +31,9 @@ setup(
         "word2vec": ["gensim>=4.3"],
         "milnce_release": ["torch>=2.2"],
         "test": ["pytest>=8.0", "av>=12.0", "gensim>=4.3", "torch>=2.2", "librosa>=0.10",
-                 "apache-beam>=2.60"],
+                 "apache-beam>=2.60", "tslearn>=0.6", "ott-jax>=0.5", "pysdtw>=0.0.5"],
         "beam": ["apache-beam>=2.60"],  # conversion on Dataflow, Flink or Spark
-        "benchmarks": ["torch>=2.2", "tslearn>=0.6"],
+        "benchmarks": ["torch>=2.2", "tslearn>=0.6", "ott-jax>=0.5", "pysdtw>=0.0.5"],
         "tpu": ["jax[tpu]"],       # Cloud TPU VMs (launch/tpu.py installs it)
         "gpu": ["jax[cuda12]"],    # NVIDIA GPUs
     },

@@ -15,8 +15,11 @@ clips/captions of 512-d embeddings → 17×17 matrices after the dummies (γ = 0
     timed and extrapolated to 4,096. This covers only the recursion (not the
     distances, smoothing or InfoNCE), so it is also compared with our soft-DTW
     alone on those matrices. tslearn is a benchmark-only dependency
-    (`pip install tslearn`); its backend is passed explicitly because its
+    (`pip install -e ".[benchmarks]"`); its backend is passed explicitly because its
     auto-detection formats every input array as a string.
+(c) the batched peers a user would pick for the recursion alone, on the same
+    matrices, each first checked to give our values and gradients
+    (`batched_peers`): tslearn's `SoftDTWLossPyTorch`, pysdtw and ott-jax.
 
 Ours runs the soft-DTW recursion as one anti-diagonal wavefront over chunks of
 256 pairs laid side by side (`vtlearn.alignment.soft_dtw`, the CPU default).
@@ -191,6 +194,51 @@ def tslearn_time_per_pair(matrices: np.ndarray, pairs: int) -> Timing:
     )
 
 
+def batched_peers(matrices: np.ndarray) -> dict[str, Callable[[], tuple]]:
+    """Soft-DTW value + gradient of every pair of [P, N, M] cost matrices, by the
+    batched peers: each returns (values [P], gradients [P, N, M]) as NumPy.
+
+    * tslearn's batched PyTorch loss (`SoftDTWLossPyTorch`: numba over the
+      batch, torch autograd), given the costs through its `dist_func`;
+    * pysdtw (numba on CPU, torch autograd), likewise;
+    * ott-jax's `costs.SoftDTW` (an anti-diagonal `lax.scan`, autodiff), given
+      the costs as rows dotted with one-hot vectors, vmapped over the pairs.
+    """
+    import pysdtw  # Benchmark-only dependencies.
+    import torch
+    from ott.geometry import costs
+    from tslearn.metrics import SoftDTWLossPyTorch
+
+    costs_t = torch.from_numpy(np.asarray(matrices, np.float32))
+    columns = torch.zeros(costs_t.shape[0], costs_t.shape[2], costs_t.shape[2])
+
+    def with_torch(loss):
+        def run():
+            cost = costs_t.clone().requires_grad_(True)
+            values = loss(cost, columns)
+            values.sum().backward()
+            return values.detach().numpy(), cost.grad.numpy()
+        return run
+
+    @jax.tree_util.register_pytree_node_class
+    class Given(costs.CostFn):
+        """The cost of (row i of the matrix, one-hot j) is entry (i, j)."""
+
+        def __call__(self, x, y):
+            return jnp.dot(x, y)
+
+    ott_soft_dtw = costs.SoftDTW(GAMMA, ground_cost=Given())
+    eye = jnp.eye(matrices.shape[2])
+    ott_step = jax.jit(jax.vmap(jax.value_and_grad(lambda c: ott_soft_dtw(c, eye))))
+    matrices_j = jnp.asarray(matrices, jnp.float32)
+    return {
+        "tslearn batched": with_torch(SoftDTWLossPyTorch(gamma=GAMMA, dist_func=lambda x, y: x)),
+        "pysdtw": with_torch(pysdtw.SoftDTW(gamma=GAMMA, dist_func=lambda x, y: x,
+                                            use_cuda=False)),
+        "ott-jax": lambda: jax.block_until_ready(ott_step(matrices_j)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -238,6 +286,20 @@ def main() -> None:
     )
     versus_peer = speedup(recursion["peer"], recursion["ours"])
     print(f"  (a)  {milliseconds(recursion['peer'])}: {versus_peer} than (a)")
+    pairs_first = np.moveaxis(np.asarray(matrices), -1, 0)
+    ours_values, ours_grads = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda c: soft_dtw(c, GAMMA))))(jnp.asarray(pairs_first))
+    peers = batched_peers(pairs_first)
+    for name, peer in peers.items():  # the same values and gradients, in float32
+        values, grads = peer()
+        np.testing.assert_allclose(values, ours_values, rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(grads, ours_grads, rtol=1e-3, atol=1e-5, err_msg=name)
+    ours_batched = recursions["ours"]
+    batched = time_interleaved({"ours": lambda: ours_batched(matrices), **peers},
+                               repeats=args.repeats)
+    for name in peers:
+        print(f"  {name:15s} {milliseconds(batched[name])}: "
+              f"{speedup(batched[name], batched['ours'])} than {name}")
 
     print("\n== scaling with sequence length n (batch 64; (2n+1)x(2n+1) matrices), full loss")
     for length in (4, 8, 16, 32):

@@ -28,3 +28,15 @@ def test_peer_and_ours_agree_on_loss_and_gradient(bench):
     peer = jax.value_and_grad(bench.scan_peer_loss, argnums=(0, 1))(video, text)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), ours, peer)
     assert np.any(ours[1][0] != 0) and np.any(ours[1][1] != 0)  # not vacuous
+
+
+def test_batched_peers_compute_the_numpy_loops_values_and_our_gradients(bench):
+    from vtlearn.alignment import soft_dtw
+
+    cost = np.random.default_rng(1).normal(size=(4, 5, 6)).astype(np.float32)  # [P, n, m]
+    expected = [numpy_soft_dtw(c.astype(np.float64), bench.GAMMA) for c in cost]
+    ours = jax.vmap(jax.grad(lambda c: soft_dtw(c, bench.GAMMA)))(jnp.asarray(cost))
+    for name, peer in bench.batched_peers(cost).items():
+        values, grads = peer()
+        np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(grads, ours, rtol=1e-3, atol=1e-5, err_msg=name)
