@@ -41,14 +41,16 @@ def cfg(tmp_path):
 def test_peer_yields_the_pipelines_batches(bench, cfg):
     totals, difference = bench.compare_readers(cfg, BATCH, rounds=1, warmup_s=0.0,
                                                seconds=0.0)
-    for reader in (bench.SELECTIVE, bench.DECODE_ALL):
+    for reader in (bench.SELECTIVE, *bench.PEERS):
         assert totals[reader].clips == BATCH
     assert 0.0 <= difference < 128  # only crop-border chroma may differ (0-255 levels)
     # The report renders from what was measured (its values are the benchmark's business).
     rows = bench.setting_rows("smoke", cfg, bench.record_stats(cfg.train_files), totals,
                               difference)
-    assert [bench.SELECTIVE in rows[0], bench.DECODE_ALL in rows[1]] == [True, True]
-    assert len(rows) == 3 and "ratio selective / decode-all" in rows[2]
+    assert [bench.SELECTIVE in rows[0], bench.DMVR in rows[1], bench.DECODE_ALL in rows[2]] == [
+        True, True, True]
+    assert len(rows) == 6 and "ratio selective / DMVR-style" in rows[3]
+    assert "ratio selective / decode-all" in rows[4]
 
 
 def test_same_batch_check_catches_a_different_sample(bench, cfg):
