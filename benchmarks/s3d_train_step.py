@@ -246,9 +246,29 @@ def _reduce_window_max_pool(x, window, strides):
                                  [(0, 0), *pads, (0, 0)])
 
 
+def torch_conv_grad_ms(x_shape, kernel_shape, channels_last: bool, repeats: int) -> float:
+    """PyTorch's forward + backward (input and kernel gradients) of one conv, ms,
+    at the shapes of `micro_benchmark` ([B, T, H, W, Cin], [kt, kh, kw, Cin, Cout])."""
+    batch, frames, height, width, cin = x_shape
+    kernel = kernel_shape[:3]
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    conv = nn.Conv3d(cin, kernel_shape[4], kernel, bias=False, padding="same"
+                     ).to(memory_format=layout)
+    x = torch.rand(batch, cin, frames, height, width).to(memory_format=layout)
+    x.requires_grad_(True)
+
+    def step():
+        conv.zero_grad(set_to_none=True)
+        x.grad = None
+        conv(x).square().sum().backward()
+
+    return _timed(step, repeats) * 1e3
+
+
 def micro_benchmark(repeats: int) -> None:
     """Forward+backward times of S3D's ops under each lowering, at the shapes
-    they have for batch 8 × 16×112² (e.g. conv_2c: [8, 8, 28, 28, 64] → 192)."""
+    they have for batch 8 × 16×112² (e.g. conv_2c: [8, 8, 28, 28, 64] → 192),
+    and of PyTorch's convolutions in both layouts: where XLA:CPU loses."""
     rng = np.random.default_rng(0)
 
     def timed_grad(fn, *args):
@@ -265,10 +285,17 @@ def micro_benchmark(repeats: int) -> None:
     for case, (x_shape, kernel_shape) in convs.items():
         x = jnp.asarray(rng.random(x_shape, np.float32))
         kernel = jnp.asarray(rng.normal(size=kernel_shape).astype(np.float32))
+        times = {}
         for lowering in ("xla_3d", "factorized"):
             conv = functools.partial(layers.conv3d_same, lowering=lowering)
-            ms = timed_grad(conv, x, kernel)
-            print(f"conv {case:20s} {lowering:14s} fwd+bwd {ms:8.1f} ms", flush=True)
+            times[lowering] = timed_grad(conv, x, kernel)
+        for channels_last in (False, True):
+            name = "torch " + ("NDHWC" if channels_last else "NCDHW")
+            times[name] = torch_conv_grad_ms(x_shape, kernel_shape, channels_last, repeats)
+        flops = 3 * 2 * np.prod(x_shape[:4]) * np.prod(kernel_shape)  # fwd + 2 grads, stride 1
+        for name, ms in times.items():
+            print(f"conv {case:20s} {name:14s} fwd+bwd {ms:8.1f} ms "
+                  f"{flops / ms / 1e6:6.1f} GFLOP/s", flush=True)
     pools = {
         "pool 1x3x3/2 (2a)": ((8, 8, 56, 56, 64), (1, 3, 3), (1, 2, 2)),
         "pool 3x3x3/1 (3b)": ((8, 8, 14, 14, 256), (3, 3, 3), (1, 1, 1)),
