@@ -13,13 +13,16 @@ The contenders are timed in alternating rounds, wall clock and process CPU
 time per step. Load from other processes does not hit them alike (PyTorch
 slowed 4–7× under load where vtlearn slowed 1.2–2×), so the CPU time other
 processes used during the timed rounds is measured (/proc/stat less this
-process) and no ratio is printed when it exceeds `QUIET_LOAD_PER_CORE`. Also printed: the step's FLOP count (XLA cost
-analysis of the compiled step), each contender's FLOP/s, and vtlearn's as a
-fraction of a float32 2048² matmul timed in the same run.
+process) and no ratio is printed when it exceeds `QUIET_LOAD_PER_CORE`.
+Also printed: the step's FLOP count (XLA cost analysis of the compiled
+step), each contender's FLOP/s, and vtlearn's as a fraction of a float32
+2048² matmul timed in the same run. `--micro` times S3D's convolutions and
+pools one by one, XLA's lowerings beside PyTorch's convolutions in both
+layouts: where XLA:CPU loses.
 
     python benchmarks/s3d_train_step.py                  # the comparison
     python benchmarks/s3d_train_step.py --no_compile     # without torch.compile
-    python benchmarks/s3d_train_step.py --micro          # conv lowering micro-benchmark
+    python benchmarks/s3d_train_step.py --micro          # per-op micro-benchmark
     python benchmarks/s3d_train_step.py --lowering xla_3d
 """
 

@@ -313,7 +313,8 @@ def test_a_bad_record_is_named_from_where_the_reader_is(tmp_path, data_dir, monk
     read_record = records.read_record
     monkeypatch.setattr(records, "read_record",
                         lambda path, index: reads.append((path, index)) or read_record(path, index))
-    reason = "is corrupt" if kind == "corrupt" else "is not a valid vtlearn chunk: missing.*video/id"
+    reason = ("is corrupt" if kind == "corrupt"
+              else "is not a valid vtlearn chunk: missing.*video/id")
     with pytest.raises(records.RecordError, match=f"shard-5.tfrecord: record 5 {reason}"):
         if stream == "train":
             batches = pipeline.iterate_train(cfg, 4)
@@ -326,7 +327,7 @@ def test_a_bad_record_is_named_from_where_the_reader_is(tmp_path, data_dir, monk
     assert 1 <= len(reads) <= 16, reads
 
 
-def test_an_error_that_is_not_a_records_reads_no_file_again(data_dir, monkeypatch):
+def test_an_error_not_from_a_record_rereads_no_file(data_dir, monkeypatch):
     # "video" units refuse a video cut into chunks: a pipeline error on a record
     # that parsed, so only records read ahead and not yet parsed are read again.
     reads = []

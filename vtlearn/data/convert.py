@@ -53,10 +53,11 @@ PyAV installed on the workers by the requirements file::
         --setup_file=./setup.py --requirements_file=launch/beam_requirements.txt \
         --machine_type=n2-standard-8 --max_num_workers=500
 
-One element is one shard (~146 videos of HowTo100M at 8192 shards, about 2.4
-CPU-hours at the costs below), spread over the workers by a reshuffle. Flink and Spark take
-`--runner FlinkRunner -- --flink_master=HOST:8081 --environment_type=LOOPBACK`
-and `--runner SparkRunner -- --spark_master_url=spark://HOST:7077`.
+One element is one shard (~146 videos of HowTo100M at 8192 shards, about
+2.4 CPU-hours at the costs below), spread over the workers by a reshuffle.
+Flink and Spark take `--runner FlinkRunner -- --flink_master=HOST:8081
+--environment_type=LOOPBACK` and `--runner SparkRunner --
+--spark_master_url=spark://HOST:7077`.
 
 Inputs. Video ids are file stems: `<video_dir>/**/<id>.mp4|.mkv|.webm|...`;
 `<features_dir>/<id>.npy` (float [N, D], the 2d stream) or `<id>.npz` (arrays
@@ -756,6 +757,7 @@ def _run_on_beam(tasks: list[_ShardTask], loader: Loader, options: dict,
 
 def _convert_shard_on_beam(task_path: str, loader: Loader, options: dict,
                            chunk_seconds: float) -> int:
+    """One Beam element: converts the shard whose task is pickled at `task_path`."""
     from apache_beam.metrics import Metrics
 
     def count(name: str, n: int = 1) -> None:

@@ -26,8 +26,9 @@ Features (F frames, S samples, N feature steps, C captions, K steps):
 | features_2d   | float32 | [N, D2] at `feature_rate`      |
 | features_3d   | float32 | [N, D3]                        |
 | feature_rate  | float32 | []                             |
-| captions      | dict    | text, clean (string), start, end (float32), step (int32: index into segments, -1 chatter); [C] each |
-| segments      | dict    | label (int64), start, end (float32); [K] each |
+| captions      | dict    | [C] each: text, clean (string), start, end |
+|               |         | (float32), step (int32: into segments, -1 chatter) |
+| segments      | dict    | [K] each: label (int64), start, end (float32) |
 
 Training reads the lab's chunk records instead (`lab.generate_lab`).
 """

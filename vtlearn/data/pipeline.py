@@ -70,8 +70,8 @@ from absl import logging
 
 from vtlearn import fs
 from vtlearn.data import clips, records
-from vtlearn.data.positions import ReadPositions
 from vtlearn.data import schema as S
+from vtlearn.data.positions import ReadPositions
 from vtlearn.data.samplers import get_sampler
 from vtlearn.data.text import Vocabulary
 
@@ -471,7 +471,7 @@ def build_eval_dataset(cfg: ml_collections.ConfigDict, batch_size: int,
         out["start"] = tf.gather(start, sel)
         out["end"] = tf.gather(end, sel)
         out["video_id"] = tf.fill([u], ex[S.VIDEO_ID])
-        out["valid"] = tf.fill([u], parsed >= 0)  # true; waits for the note
+        out["valid"] = tf.fill([u], parsed >= 0)  # all true, after the note is taken
         return tf.data.Dataset.from_tensor_slices(out)
 
     positions = positions or ReadPositions(files)
@@ -487,7 +487,8 @@ def numpy_batches(dataset: tf.data.Dataset | Iterator, cfg: ml_collections.Confi
 
     tf.data reports corrupt bytes or a record that does not parse without the
     file; `positions` (the dataset's) names the file, record and key from
-    where the readers are, reading one record per open file at most.
+    where the readers are, reading single records (never a file from its
+    start) of the files open and the records in flight.
 
     Raises:
       records.RecordError: for a corrupt or unparsable record.
