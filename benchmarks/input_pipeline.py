@@ -2,6 +2,9 @@
 
 Run: python benchmarks/input_pipeline.py [--quick] [--cache-dir /tmp/vtlearn_bench_lab]
 (about 4 minutes, --quick 1 to 1.5, on 2 cores shared with other work)
+     python benchmarks/input_pipeline.py --quick --chunk-lengths 8,16,32
+(record layouts: the pipeline at the paper setting on chunks of each length,
+with the bytes a sample reads and the captions that still hold a clip)
 
 Measures `vtlearn.data.pipeline.build_train_dataset` ("clip" sampler, random
 crop, flip, batching, consumed as NumPy) in steady state after a warm-up, for
@@ -128,16 +131,21 @@ def _paper_video(index: int) -> S.Video:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=PAPER_QUALITY)
         frames.append(buffer.getvalue())
-    starts = np.arange(0.0, PAPER_SECONDS - 4.0, 4.0) + rng.uniform(0, 0.5)
+    # A caption every 3-5 s at random, not on a grid that chunk edges would miss.
+    starts = np.cumsum(rng.uniform(3.0, 5.0, int(PAPER_SECONDS))) - rng.uniform(2.0, 3.0)
+    starts = starts[starts < PAPER_SECONDS - 4.0]
     ends = starts + rng.uniform(2.5, 3.8, len(starts))
     texts = [" ".join(rng.choice(_WORDS, rng.integers(4, 9))) for _ in starts]
     return S.Video(f"paper{index:03d}", PAPER_SECONDS, S.Captions(texts, starts, ends),
                    frames=frames, frame_rate=PAPER_FPS)
 
 
-def paper_records(cache_dir: Path) -> tuple[str, str]:
+def paper_records(cache_dir: Path, chunk_seconds: float = S.DEFAULT_CHUNK_SECONDS
+                  ) -> tuple[str, str]:
     """Writes (once) the paper-setting shards; returns (train glob, vocab path)."""
-    root = cache_dir / f"paper-v1-{PAPER_HEIGHT}x{PAPER_WIDTH}-q{PAPER_QUALITY}-{PAPER_VIDEOS}v"
+    root = cache_dir / f"paper-v2-{PAPER_HEIGHT}x{PAPER_WIDTH}-q{PAPER_QUALITY}-{PAPER_VIDEOS}v"
+    if chunk_seconds != S.DEFAULT_CHUNK_SECONDS:
+        root = root.with_name(f"{root.name}-{chunk_seconds:g}s")
     vocab_path = root / "vocab.txt"
     if not vocab_path.exists():
         root.mkdir(parents=True, exist_ok=True)
@@ -146,7 +154,7 @@ def paper_records(cache_dir: Path) -> tuple[str, str]:
         for shard, path in enumerate(records.shard_paths(root / "train", PAPER_SHARDS)):
             records.write_tfrecord(path, [
                 example for i in range(shard * per_shard, (shard + 1) * per_shard)
-                for example in records.video_to_examples(_paper_video(i))])
+                for example in records.video_to_examples(_paper_video(i), chunk_seconds)])
         Vocabulary(sorted(set(_WORDS))).save(vocab_path)  # last: marks the set complete
     return str(root / "train-*.tfrecord"), str(vocab_path)
 
@@ -159,16 +167,50 @@ def local_data(cache_dir: Path) -> ml_collections.ConfigDict:
     return resolve_data(config).data
 
 
-def paper_data(cache_dir: Path) -> ml_collections.ConfigDict:
+def paper_data(cache_dir: Path, chunk_seconds: float = S.DEFAULT_CHUNK_SECONDS
+               ) -> ml_collections.ConfigDict:
     """Data config of `configs/milnce_s3d.py` on the paper-setting records.
 
     The shuffle buffer is cut to 16 records: a buffered record is a whole
     32-s chunk (~7 MB here), so the default 1024 would hold ~7 GB.
     """
     data = load_config(str(CONFIG)).data
-    data.train_files, data.vocab_path = paper_records(cache_dir)
+    data.train_files, data.vocab_path = paper_records(cache_dir, chunk_seconds)
     data.shuffle_buffer = 16
     return data
+
+
+def usable_caption_fraction(cfg: ml_collections.ConfigDict) -> float:
+    """Usable (caption, chunk) pairs (`clips.usable_captions`) per caption of the
+    videos: what shorter chunks cost in captions cut by a chunk's edge."""
+    table = Vocabulary.load(cfg.vocab_path).tf_lookup_table()
+    parse = pipeline._parse_fn(cfg)
+    usable = captions = 0
+    for path in pipeline.list_files(cfg.train_files):
+        for raw in tf.data.TFRecordDataset(path):
+            ex = parse(raw)
+            text_ids = Vocabulary.tf_encode(table, ex[S.CAPTION], cfg.max_words)
+            usable += int(tf.reduce_sum(tf.cast(clips.usable_captions(ex, text_ids, cfg),
+                                                tf.int32)))
+            if float(ex[S.CHUNK_START]) == 0.0:  # each video's captions, once
+                captions += int(tf.size(ex[S.CAPTION]))
+    return usable / captions
+
+
+def chunk_length_rows(cache_dir: Path, lengths: list[float], rounds: int, warmup_s: float,
+                      seconds: float) -> list[str]:
+    """The pipeline at the paper setting on records of each chunk length: clips/s,
+    bytes read per sample and the captions still usable."""
+    rows = []
+    for length in lengths:
+        cfg = paper_data(cache_dir, length)
+        stats = record_stats(cfg.train_files)
+        totals, _ = time_readers({SELECTIVE: pipeline.build_train_dataset(cfg, 8)}, 8, rounds,
+                                 warmup_s, seconds)
+        t = totals[SELECTIVE]
+        rows.append(f"  {length:5g} s {t.clips_per_s:8.1f} {t.clips_per_cpu_s:11.1f}"
+                    f" {stats.bytes_per_record / 1e3:9.1f} {usable_caption_fraction(cfg):8.0%}")
+    return rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,8 +480,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="one short round, no stage breakdown (~1 min)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/vtlearn_bench_lab"))
+    parser.add_argument("--chunk-lengths", default="",
+                        help="only compare records of these chunk lengths (s), e.g. 8,16,32")
     args = parser.parse_args()
     rounds, warmup_s, seconds = (1, 2.0, 3.0) if args.quick else (2, 3.0, 8.0)
+    if args.chunk_lengths:
+        lengths = [float(x) for x in args.chunk_lengths.split(",")]
+        rows = chunk_length_rows(args.cache_dir, lengths, rounds, warmup_s, seconds)
+        print(f"paper setting, chunk records of each length ({cores()} cores):\n"
+              f"  {'chunk':>7} {'clips/s':>8} {'clips/CPU-s':>11} {'kB read':>9} {'usable':>8}")
+        print("\n".join(rows))
+        print("usable: (caption, chunk) pairs whose window holds a clip, per caption")
+        return
 
     settings = {"local": (local_data(args.cache_dir), 32),
                 "paper": (paper_data(args.cache_dir), 8)}
