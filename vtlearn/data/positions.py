@@ -15,7 +15,10 @@ Readers run ahead of the consumer, and past an error (a parallel map keeps
 pulling), so these name a few candidates rather than one. On an error
 `locate` reads only those (one record each) and returns `records.RecordError`
 naming the file, record and reason, or None when the error is not a record's
-(every candidate reads and parses fine).
+(every candidate reads and parses fine). The variables are not part of a
+saved iterator (`pipeline.TrainStream.save`): after a restore, a file that was
+open at the save is not tracked until it is opened again, and corrupt bytes
+in it are raised unnamed.
 
 Usage inside a pipeline::
 
