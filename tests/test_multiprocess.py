@@ -81,13 +81,17 @@ def _run_job(*args, **kwargs):
 
 
 def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    """Waits for both processes; their logs, each having exited with 0."""
-    logs = []
+    """Waits for the processes; their logs, each having exited with 0. A process
+    that fails ends the wait at once (its peer could wait for it forever)."""
     try:
+        while any(proc.poll() is None for proc in procs):
+            for i, proc in enumerate(procs):
+                assert proc.poll() in (None, 0), \
+                    f"process {i} failed:\n{_excerpt(proc.log.read_text())}"
+            time.sleep(0.2)
+        logs = [proc.log.read_text() for proc in procs]
         for i, proc in enumerate(procs):
-            proc.wait(timeout=1200)
-            logs.append(proc.log.read_text())
-            assert proc.returncode == 0, f"process {i} failed:\n{_excerpt(logs[-1])}"
+            assert proc.returncode == 0, f"process {i} failed:\n{_excerpt(logs[i])}"
     finally:
         for proc in procs:
             proc.kill()

@@ -266,7 +266,7 @@ def test_resume_skips_done_shards_and_redoes_missing_ones(inputs, tmp_path):
     first = _convert_cli(inputs, prefix)
     paths = records.shard_paths(prefix, NUM_SHARDS)
     contents = [_canonical_records(p) for p in paths]
-    mtimes = [os.stat(p).st_mtime_ns for p in paths]
+    inodes = [os.stat(p).st_ino for p in paths]  # a rewrite (tmp + rename) changes it
 
     again = _convert_cli(inputs, prefix)
     c = again["counts"]
@@ -276,14 +276,15 @@ def test_resume_skips_done_shards_and_redoes_missing_ones(inputs, tmp_path):
     assert again["failed"] == first["failed"] and c["converted"] == 4
     assert again["no_audio"] == first["no_audio"] == ["silent", "trunc"]
     assert again["warnings"] == first["warnings"]
-    assert [os.stat(p).st_mtime_ns for p in paths] == mtimes
+    assert [os.stat(p).st_ino for p in paths] == inodes
 
     os.remove(paths[1])
     os.remove(paths[2] + ".done.json")
     redone = _convert_cli(inputs, prefix)
     assert (redone["counts"]["shards_skipped_done"],
             redone["counts"]["shards_written"]) == (1, 2)
-    assert os.stat(paths[0]).st_mtime_ns == mtimes[0]
+    assert os.stat(paths[0]).st_ino == inodes[0]
+    assert os.stat(paths[2]).st_ino != inodes[2]  # redone: the check sees a rewrite
     assert [_canonical_records(p) for p in paths] == contents
 
     changed = _convert_cli(inputs, prefix, "--fps", "5")
@@ -457,11 +458,11 @@ def test_beam_direct_runner_writes_the_same_records_and_resumes(inputs, converte
 
     # Resumable as the local converter: only the shard without a sidecar is redone.
     os.remove(paths[1] + ".done.json")
-    mtime = os.stat(paths[0]).st_mtime_ns
+    inode = os.stat(paths[0]).st_ino  # a rewrite (tmp + rename) changes it
     again = _convert_cli(inputs, beam_prefix, "--runner", "DirectRunner")
     c = again["counts"]
     assert (c["shards_skipped_done"], c["shards_written"]) == (NUM_SHARDS - 1, 1)
-    assert os.stat(paths[0]).st_mtime_ns == mtime
+    assert os.stat(paths[0]).st_ino == inode
     assert [_canonical_records(p) for p in paths] == [
         _canonical_records(p) for p in records.shard_paths(prefix, NUM_SHARDS)]
     assert again["failed"] == local["failed"]
