@@ -239,8 +239,7 @@ def read_serialized(path: str | Path) -> Iterator[tf.Tensor]:
         except StopIteration:
             return
         except tf.errors.OpError as e:
-            raise RecordError(f"{path}: record {i} is corrupt: "
-                              f"{e.message.splitlines()[0]}") from e
+            raise _corrupt(path, i, e) from e
         yield raw
         i += 1
 
@@ -269,9 +268,12 @@ def read_record(path: str | Path, index: int) -> tf.Tensor | None:
         for raw in tf.data.TFRecordDataset(str(path)).skip(index).take(1):
             return raw
     except tf.errors.OpError as e:
-        raise RecordError(f"{path}: record {index} is corrupt: "
-                          f"{e.message.splitlines()[0]}") from e
+        raise _corrupt(path, index, e) from e
     return None
+
+
+def _corrupt(path: str | Path, index: int, error: tf.errors.OpError) -> RecordError:
+    return RecordError(f"{path}: record {index} is corrupt: {error.message.splitlines()[0]}")
 
 
 def parse_checked(raw: tf.Tensor, where: str, **parse_kwargs) -> dict[str, tf.Tensor]:
