@@ -468,6 +468,13 @@ def test_beam_direct_runner_writes_the_same_records_and_resumes(inputs, converte
     assert again["failed"] == local["failed"]
 
 
+def test_beam_without_its_install_fails_first_naming_the_extra(inputs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "apache_beam", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'vtlearn\[beam\]'"):
+        _convert_cli(inputs, tmp_path / "out" / "videos", "--runner", "DirectRunner")
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
 def test_inputs_and_outputs_on_a_non_local_filesystem(inputs, converted, tmp_path):
     """Videos, captions and segments on TensorFlow's in-memory filesystem (a
     stand-in for gs://, which a Dataflow run reads) convert to the same records."""

@@ -622,6 +622,8 @@ def convert(sources: Sequence[SourceVideo], loader: Loader, out_prefix: str | Pa
     """
     if num_shards < 1:
         raise ValueError(f"num_shards must be positive, got {num_shards}")
+    if runner:
+        _beam()  # before any work: a missing install fails first
     t0 = time.perf_counter()
     sources = sorted(sources, key=lambda s: s.video_id)
     num_videos = len(sources)
@@ -715,6 +717,16 @@ def _run_pool(tasks: list[_ShardTask], loader: Loader, options: dict,
     return sidecars
 
 
+def _beam():
+    """The `apache_beam` module, imported when `--runner` asks for it."""
+    try:
+        import apache_beam
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("--runner converts on Apache Beam, which is not "
+                                  "installed: pip install 'vtlearn[beam]'") from None
+    return apache_beam
+
+
 def _run_on_beam(tasks: list[_ShardTask], loader: Loader, options: dict,
                  chunk_seconds: float, task_dir: str, beam_args: list[str]
                  ) -> dict[int, dict]:
@@ -728,7 +740,7 @@ def _run_on_beam(tasks: list[_ShardTask], loader: Loader, options: dict,
     metrics ("vtlearn.convert": videos, failed, records, shards). The
     outcome is the sidecars, read back here: the summary is the local one's.
     """
-    import apache_beam as beam
+    beam = _beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 
     fs.makedirs(task_dir)
