@@ -50,7 +50,6 @@ minute longer).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import os
@@ -64,6 +63,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
+from vtlearn import cli
 from vtlearn.config_defaults import load_config
 from vtlearn.data import clips, pipeline, records
 from vtlearn.data import schema as S
@@ -476,7 +476,7 @@ def setting_rows(name: str, cfg: ml_collections.ConfigDict, stats: RecordStats,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one short round, no stage breakdown (~1 min)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/vtlearn_bench_lab"))

@@ -83,6 +83,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vtlearn import cli
 from vtlearn.losses import clustering
 from vtlearn.main import keep_freed_memory
 
@@ -427,7 +428,7 @@ def train_step_share(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=45_056)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--clusters", type=int, default=256)

@@ -24,12 +24,13 @@ is printed: on a loaded machine, re-run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 
 import numpy as np
+
+from vtlearn import cli
 
 
 def first_batch_seconds(make) -> tuple[float, dict]:
@@ -39,7 +40,7 @@ def first_batch_seconds(make) -> tuple[float, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.argument_parser(description=__doc__.split("\n")[0])
     parser.add_argument("--position", type=int, default=1_000_000, help="samples consumed")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)

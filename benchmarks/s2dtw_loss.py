@@ -37,7 +37,6 @@ bounds the full-loss ratio. Scaling tables time the full loss against (a) for
 n = 4…32 and B = 16…128.
 """
 
-import argparse
 from collections.abc import Callable
 import dataclasses
 import statistics
@@ -48,6 +47,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from vtlearn import cli
 from vtlearn.alignment import insert_dummies
 from vtlearn.alignment import l2_normalize
 from vtlearn.alignment import local_neighborhood_smoothing
@@ -240,7 +240,7 @@ def batched_peers(matrices: np.ndarray) -> dict[str, Callable[[], tuple]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--tslearn-pairs", type=int, default=512)
     args = parser.parse_args()

@@ -28,7 +28,6 @@ layouts: where XLA:CPU loses.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import statistics
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtlearn import cli
 from vtlearn.models import layers
 from vtlearn.models.s3d import S3DG
 
@@ -325,7 +325,7 @@ def busy_cpu_seconds() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=112)

@@ -34,7 +34,6 @@ re-run.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -44,7 +43,7 @@ import av
 import jax
 import numpy as np
 
-from vtlearn import sharding, train
+from vtlearn import cli, sharding, train
 from vtlearn.config_defaults import load_config
 from vtlearn.data import lab, lab_exports, sources
 from vtlearn.data.convert import find_files, resized_size, VIDEO_EXTENSIONS
@@ -103,7 +102,7 @@ def per_clip_loop(clips, videos, embed, cfg, num_windows: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=0, help="clips timed (a prefix; 0: all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out_dir", default="/tmp/vtlearn_bench_yc2")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from vtlearn import cli
+
 
 class Runner:
     """Runs each command, or prints it (`dry_run`) as a shell line on stdout.
@@ -29,10 +31,10 @@ class Runner:
 
 
 def make_parser(doc: str) -> argparse.ArgumentParser:
-    """A script's parser: its docstring's first line, the rest as the epilog,
-    and the --dry_run flag."""
-    out = argparse.ArgumentParser(description=doc.split("\n")[0], epilog=doc.split("\n", 1)[1],
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    """A script's parser (`vtlearn.cli`): its docstring's first line, the rest as
+    the epilog, and the --dry_run flag."""
+    out = cli.argument_parser(description=doc.split("\n")[0], epilog=doc.split("\n", 1)[1],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     out.add_argument("--dry_run", action="store_true", help="print the commands only")
     return out
 

@@ -25,6 +25,7 @@ import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vtlearn import cli  # noqa: E402
 from commands import Runner, make_parser, split_overrides, training_command  # noqa: E402
 
 
@@ -68,7 +69,11 @@ def batch_script(args: argparse.Namespace, overrides: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, overrides = parse(sys.argv[1:] if argv is None else argv)
+    launch(parse(sys.argv[1:] if argv is None else argv))
+
+
+def launch(parsed: tuple[argparse.Namespace, list[str]]) -> None:
+    args, overrides = parsed
     run = Runner(args.dry_run)
     if args.local:
         run([args.python, "-m", "vtlearn.main", f"--config={args.config}",
@@ -87,4 +92,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(parse, launch)

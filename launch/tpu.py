@@ -35,6 +35,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vtlearn import cli  # noqa: E402
 from commands import Runner, make_parser, split_overrides, training_command  # noqa: E402
 
 STEPS = ("create", "install", "unlock", "train", "logs", "fetch", "delete")
@@ -158,7 +159,11 @@ class Tpu:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, overrides = parse(sys.argv[1:] if argv is None else argv)
+    launch(parse(sys.argv[1:] if argv is None else argv))
+
+
+def launch(parsed: tuple[argparse.Namespace, list[str]]) -> None:
+    args, overrides = parsed
     tpu = Tpu(args, Runner(args.dry_run))
     for step in args.steps:
         if step == "train":
@@ -168,4 +173,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(parse, launch)

@@ -27,15 +27,6 @@ import sys
 
 from absl import app, flags, logging
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
-_PUBLISHED = flags.DEFINE_string(
-    "published", None, "NAME:FILE[,FILE...]: evaluate a method's published weights instead of "
-    "a run's checkpoint, e.g. milnce_release:s3d_howto100m.pth,s3d_dict.npy")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-_EVALS = flags.DEFINE_list("evals", None, "Keys of config.evals to run (default: all).")
-_SET = flags.DEFINE_multi_string(
-    "set", [], "KEY=VALUE under evals., data. or eval_batch_size, e.g. "
-    "evals.probe.classifier=linear_svm")
 SETTABLE = ("evals.", "data.")
 
 
@@ -67,7 +58,24 @@ def apply_overrides(config, assignments) -> None:
             raise ValueError(f"--set {assignment!r}: {e}") from None
 
 
+def define_flags() -> None:
+    """The command line's flags (defined when it runs, see `vtlearn.cli`)."""
+    flags.DEFINE_string("workdir", None, "Run directory.")
+    flags.DEFINE_string(
+        "published", None, "NAME:FILE[,FILE...]: evaluate a method's published weights "
+        "instead of a run's checkpoint, e.g. milnce_release:s3d_howto100m.pth,s3d_dict.npy")
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+    flags.DEFINE_list("evals", None, "Keys of config.evals to run (default: all).")
+    flags.DEFINE_multi_string(
+        "set", [], "KEY=VALUE under evals., data. or eval_batch_size, e.g. "
+        "evals.probe.classifier=linear_svm")
+    flags.register_multi_flags_validator(
+        ["workdir", "published"], lambda f: bool(f["workdir"] or f["published"]),
+        "--workdir is required (or --published)")
+
+
 def main(argv):
+    args = flags.FLAGS
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,33 +89,31 @@ def main(argv):
 
     keep_tensorflow_on_host()
     try:
-        if _PUBLISHED.value:
-            name, sep, files = _PUBLISHED.value.partition(":")
-            if not sep or not files or not _EVALS.value:
+        if args.published:
+            name, sep, files = args.published.partition(":")
+            if not sep or not files or not args.evals:
                 raise app.UsageError("--published takes NAME:FILE[,FILE...] and needs --evals")
             from vtlearn.methods import load_published
 
             model = load_published(name, *files.split(","))
         else:
-            model = vtlearn.load(_WORKDIR.value, step=_STEP.value)
-        for name in _EVALS.value or ():
+            model = vtlearn.load(args.workdir, step=args.step)
+        for name in args.evals or ():
             if name not in model.config.evals:
                 model.config.evals[name] = section(name, every=0)
-        apply_overrides(model.config, _SET.value)
-        metrics = model.evaluate(_EVALS.value, workdir=_WORKDIR.value)
+        apply_overrides(model.config, args.set)
+        metrics = model.evaluate(args.evals, workdir=args.workdir)
     except (NoCheckpointError, FileNotFoundError, ValueError) as e:
         sys.exit(f"vtlearn.evaluate: {e}")
-    if _WORKDIR.value:
-        writer = metric_writers.MetricWriter(_WORKDIR.value)
+    if args.workdir:
+        writer = metric_writers.MetricWriter(args.workdir)
         writer.write(model.step, "eval", metrics)
         writer.close()
-    logging.info("Evaluated %s at step %d.", _WORKDIR.value or _PUBLISHED.value, model.step)
+    logging.info("Evaluated %s at step %d.", args.workdir or args.published, model.step)
     for key, value in sorted(metrics.items()):
         print(f"{key}\t{value:.4g}")
 
 
 if __name__ == "__main__":
-    flags.register_multi_flags_validator(
-        ["workdir", "published"], lambda f: bool(f["workdir"] or f["published"]),
-        "--workdir is required (or --published)")
+    define_flags()
     app.run(main)

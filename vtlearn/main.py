@@ -16,14 +16,18 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics).")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False,
-                                 "Call jax.distributed.initialize() (auto on TPU pods).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+def define_flags() -> None:
+    """The command line's flags (defined when it runs, see `vtlearn.cli`)."""
+    config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]).",
+                                    lock_config=True)
+    flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics).")
+    flags.DEFINE_bool("distributed", False,
+                      "Call jax.distributed.initialize() (auto on TPU pods).")
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+    flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+    flags.DEFINE_integer("process_id", None, "This process's index.")
+    flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
@@ -37,15 +41,16 @@ def main(argv):
 
     _quiet_orbax_info_logs()
     sharding.use_compilation_cache()
-    distributed = bool(_COORDINATOR.value or _DISTRIBUTED.value)
+    args = flags.FLAGS
+    distributed = bool(args.coordinator_address or args.distributed)
     if distributed:
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                   _PROCESS_ID.value)
+        jax.distributed.initialize(args.coordinator_address, args.num_processes,
+                                   args.process_id)
     from vtlearn.data.pipeline import keep_tensorflow_on_host
 
     keep_tensorflow_on_host()
-    config = _CONFIG.value
-    workdir = _WORKDIR.value or os.path.join("workdir", config.name)
+    config = args.config
+    workdir = args.workdir or os.path.join("workdir", config.name)
     logging.info("vtlearn %s: %d process(es), %d device(s) (%s); workdir %s",
                  config.name, jax.process_count(), jax.device_count(),
                  jax.devices()[0].platform, workdir)
@@ -134,5 +139,5 @@ def unknown_config_keys(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config"])
+    define_flags()
     app.run(main, flags_parser=parse_flags)

@@ -167,7 +167,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from vtlearn import fs
+from vtlearn import cli, fs
 from vtlearn.data import captions as captions_lib
 from vtlearn.data import records
 from vtlearn.data import schema
@@ -1109,7 +1109,7 @@ def _parse_keys(text: str) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.argument_parser(
         prog="python -m vtlearn.data.convert",
         description="Convert videos or feature arrays + captions into vtlearn "
                     "TFRecord shards (see the module docstring).")
@@ -1173,12 +1173,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(the arguments, Beam's own options after a lone `--`)."""
+    argv = list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    return _parser().parse_args(argv[:cut]), argv[cut + 1:]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the command line; returns the summary."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cut = argv.index("--") if "--" in argv else len(argv)
-    argv, beam_options = argv[:cut], argv[cut + 1:]
-    args = _parser().parse_args(argv)
+    return _run(_parse(sys.argv[1:] if argv is None else argv))
+
+
+def _run(parsed: tuple[argparse.Namespace, list[str]]) -> dict:
+    args, beam_options = parsed
     logging.basicConfig(format="%(levelname)s %(message)s")
     if args.command == "vocab":
         return build_vocabulary(args.records, args.out, args.min_count, args.max_size)
@@ -1213,5 +1221,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                    if args.durations else None), **common)
 
 
+def _command(parsed: tuple[argparse.Namespace, list[str]]) -> None:
+    _run(parsed)  # it prints its summary
+
+
 if __name__ == "__main__":
-    main()
+    cli.run(_parse, _command)

@@ -26,6 +26,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from PIL import Image
 
+from vtlearn import cli
 from vtlearn.data import records
 from vtlearn.data import schema as S
 from vtlearn.data.text import Vocabulary, tokenize
@@ -288,9 +289,8 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Prints the statistics (and writes a contact sheet); 1 on error."""
-    parser = argparse.ArgumentParser(
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.argument_parser(
         prog="python -m vtlearn.data.inspect",
         description="Statistics and a contact sheet of vtlearn record files.")
     parser.add_argument("pattern", help="glob pattern of TFRecord files")
@@ -298,7 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contact_sheet", help="PNG to write")
     parser.add_argument("--rows", type=int, default=4)
     parser.add_argument("--cols", type=int, default=8)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prints the statistics (and writes a contact sheet); 1 on error."""
+    return _run(_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         stats = record_stats(args.pattern, args.vocab)
         for key, value in stats.items():
@@ -315,4 +323,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(_parser().parse_args, _run)

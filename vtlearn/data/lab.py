@@ -96,7 +96,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -106,7 +105,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vtlearn import fs
+from vtlearn import cli, fs
 from vtlearn.data import records
 from vtlearn.data import schema as S
 from vtlearn.data.text import Vocabulary, tokenize
@@ -1233,17 +1232,30 @@ def config_from_flags(parser: argparse.ArgumentParser,
         parser.error(str(e))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Generates (or finds) a lab and prints where it is and what it holds."""
-    parser = argparse.ArgumentParser(
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.argument_parser(
         prog="python -m vtlearn.data.lab",
         description="Generate the synthetic narrated-video lab.")
     parser.add_argument("--out_dir", default=None,
                         help=f"cache directory (default {default_cache_dir()})")
     parser.add_argument("--workers", type=int, default=None)
     add_config_flags(parser)
+    return parser
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, LabConfig]:
+    parser = _parser()
     args = parser.parse_args(argv)
-    config = config_from_flags(parser, args)
+    return args, config_from_flags(parser, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generates (or finds) a lab and prints where it is and what it holds."""
+    return _run(_parse(argv))
+
+
+def _run(parsed: tuple[argparse.Namespace, LabConfig]) -> int:
+    args, config = parsed
     out_dir = args.out_dir or default_cache_dir()
     cached = _current(fs.join(out_dir, config_hash(config)), config) is not None
     begin = time.perf_counter()
@@ -1267,4 +1279,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(_parse, _run)

@@ -49,12 +49,12 @@ import csv
 import fractions
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from vtlearn import cli
 from vtlearn.data import lab
 from vtlearn.data import schema as S
 
@@ -337,8 +337,8 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, lab.LabConfig]:
+    parser = cli.argument_parser(
         prog="python -m vtlearn.data.lab_exports",
         description="Write a lab split as a downstream benchmark's files.")
     parser.add_argument("--format", required=True, choices=FORMATS)
@@ -346,11 +346,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=lab.SPLITS)
     lab.add_config_flags(parser)
     args = parser.parse_args(argv)
-    data_dir = export(lab.config_from_flags(parser, args), args.format, args.out_dir,
-                      args.split)
+    return args, lab.config_from_flags(parser, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Writes the export and prints where."""
+    return _run(_parse(argv))
+
+
+def _run(parsed: tuple[argparse.Namespace, lab.LabConfig]) -> int:
+    args, config = parsed
+    data_dir = export(config, args.format, args.out_dir, args.split)
     print(f"{args.format} ({args.split} split of the lab) written to {data_dir}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(_parse, _run)

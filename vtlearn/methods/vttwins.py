@@ -15,8 +15,6 @@ Padded pairs of short videos are masked out of shuffling and alignment; their
 
 from __future__ import annotations
 
-import jax
-
 from vtlearn.alignment import shuffle
 from vtlearn.losses.s2dtw_nce import s2dtw_nce_loss
 from vtlearn.methods.video_text import VideoTextMethod
