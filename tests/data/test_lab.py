@@ -171,6 +171,21 @@ def test_step_vocabulary_and_categories(tiny):
     assert [c["groundability"] for c in cats] == pytest.approx([0.3, 0.625, 0.95])
 
 
+def test_many_steps_test_split_has_over_200_distinct_step_names():
+    # Retrieval groups captions by clean step name: 33 queries on "local"
+    # (3 points of recall each), over 200 here. Narration does not depend on
+    # pixels, audio or features, so they are switched off to count fast.
+    config = lab.lab_config("many_steps", frames=False, sample_rate=0)
+    assert lab.lab_config("local").num_steps == 32 and config.num_steps == 224
+    names = {name for i in range(config.num_videos[2])
+             for name in lab.make_video(config, "test", i).captions.clean}
+    assert len(names) >= 200
+    world = lab.build_world(config)
+    members = [set(c) for c in world.categories]
+    assert set().union(*members) == set(range(224))
+    assert sum(len(a & b) for i, a in enumerate(members) for b in members[i + 1:]) > 0
+
+
 def test_vocabulary_holds_every_caption_word(tiny, chunks):
     vocab = Vocabulary.load(tiny.vocab_path)
     assert len(vocab.words) == tiny.metadata["vocab_size"]

@@ -113,7 +113,7 @@ from vtlearn.data.text import Vocabulary, tokenize
 MIN_VIDEOS_FOR_WORKERS = 64  # smaller labs render in one process
 LAB_VERSION = 2  # part of the cache hash: bump when the output changes
 SPLITS = ("train", "val", "test")
-PRESETS = ("tiny", "local")
+PRESETS = ("tiny", "local", "many_steps")
 
 # The visual world ------------------------------------------------------------
 
@@ -380,13 +380,19 @@ def lab_config(preset: str = "local", **overrides: Any) -> LabConfig:
 
     Args:
       preset: "tiny" (tests: 3 categories, 6/3/3 videos of ~10 s at 32x32,
-        8 s chunks, a second to generate) or "local" (2 CPU cores: 8
-        categories, 160/32/32 videos of ~30-60 s at 48x48 and 10 fps, 8 kHz
-        audio, 64+64-dim features).
+        8 s chunks, a second to generate), "local" (2 CPU cores: 8
+        categories, 160/32/32 videos of ~30-60 s at 48x48 and 10 fps, 4 kHz
+        audio, 64+64-dim features; 32 steps, so its test split names 33
+        distinct clean captions, each 3 points of a retrieval recall) or
+        "many_steps" (local's videos from a vocabulary of 224 steps in 32
+        categories of 8, and 160/32/64 videos: the test split names 216
+        distinct steps, so a recall resolves half a point).
       **overrides: `LabConfig` fields.
     """
     presets = {
         "local": dict(sample_rate=4000),  # halves the disk audio takes
+        "many_steps": dict(sample_rate=4000, num_steps=224, num_categories=32,
+                           steps_per_category=8, num_videos=(160, 32, 64)),
         "tiny": dict(num_videos=(6, 3, 3), num_shards=(2, 1, 1),
                      num_categories=3, num_steps=8, steps_per_category=4,
                      step_seconds=(1.5, 3.0), gap_seconds=(0.5, 1.0),
