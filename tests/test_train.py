@@ -104,6 +104,28 @@ def test_nonfinite_stops_and_keeps_last_good_checkpoint(lab_dir, tmp_path, monke
     jax.tree.map(np.testing.assert_array_equal, good, _params(tmp_path, 2))
 
 
+@pytest.mark.slow
+def test_init_compiled_for_compile_time_gives_the_default_bits(lab_dir, monkeypatch):
+    # S3D-G's init compiles in half the time at LLVM level 1; the variables
+    # every run starts from must not change with it. (The tests' own XLA_FLAGS
+    # compile everything at level 0, which init then keeps.)
+    from vtlearn import sharding
+
+    assert train.init_compiler_options() is None
+    monkeypatch.setenv("XLA_FLAGS", "")
+    options = train.init_compiler_options()
+    assert options == {"xla_backend_optimization_level": 1}
+    trainer = train.Trainer(sources.resolve_data(_config(lab_dir)), sharding.make_mesh())
+    spec = trainer.sample_spec
+    fast = jax.jit(trainer._init_variables, static_argnums=0, compiler_options=options)(spec)
+    default = jax.jit(trainer._init_variables, static_argnums=0,
+                      compiler_options={"xla_backend_optimization_level": 3})(spec)
+    leaves = jax.tree_util.tree_leaves_with_path(default)
+    assert len(leaves) > 400
+    for (path, want), got in zip(leaves, jax.tree.leaves(fast)):
+        assert np.array_equal(np.asarray(got), np.asarray(want)), jax.tree_util.keystr(path)
+
+
 def test_no_data_gives_one_clear_line():
     with pytest.raises(sources.NoDataError, match="--config.data.train_files"):
         sources.resolve_data(load_config(f"{ROOT}/configs/milnce_s3d.py"))
