@@ -20,8 +20,12 @@ from absl.flags import argparse_flags
 
 
 def argument_parser(**kwargs: Any) -> argparse.ArgumentParser:
-    """`argparse.ArgumentParser(**kwargs)` that also takes absl's flags."""
-    return argparse_flags.ArgumentParser(**kwargs)
+    """`argparse.ArgumentParser(**kwargs)` that also takes absl's flags.
+
+    Flags are never abbreviated: a tool's `--run` would otherwise be an
+    ambiguous prefix of absl's `--run_with_pdb`.
+    """
+    return argparse_flags.ArgumentParser(allow_abbrev=False, **kwargs)
 
 
 def run(parse: Callable[[list[str]], Any], body: Callable[[Any], int | None]) -> None:
