@@ -105,10 +105,10 @@ def test_nonfinite_stops_and_keeps_last_good_checkpoint(lab_dir, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_init_compiled_for_compile_time_gives_the_default_bits(lab_dir, monkeypatch):
-    # S3D-G's init compiles in half the time at LLVM level 1; the variables
-    # every run starts from must not change with it. (The tests' own XLA_FLAGS
-    # compile everything at level 0, which init then keeps.)
+def test_init_at_llvm_level_1_gives_the_default_levels_bits(lab_dir, monkeypatch):
+    # Init compiles at level 1 (its compile time: benchmarks/init_compile.py);
+    # the variables every run starts from must not change with it. (The tests'
+    # own XLA_FLAGS compile everything at level 0, which init then keeps.)
     from vtlearn import sharding
 
     assert train.init_compiler_options() is None

@@ -7,7 +7,7 @@ each metric against the step, one line per method (the mean over seeds, the
 band ± sd where seeds share a step).
 
   python -m vtlearn.compare report --out DIR \\
-      --run "MIL-NCE=runs/milnce_s0,runs/milnce_s1" --run "VT-TWINS=runs/vttwins_s0" \\
+      --run "A=runs/a_s0,runs/a_s1" --run "B=runs/b_s0" \\
       --metric retrieval/t2v/R@10 --metric probe/top1
 
 writes DIR/table.md and DIR/curves.png (the metrics of `split`, default
