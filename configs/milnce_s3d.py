@@ -49,7 +49,7 @@ collapse). Measured retrieval R@10 on held-out clean step names: README.
 
 `:tiny` is a smoke run for tests: about 2 minutes from a cold start on 2
 quiet CPU cores (27 s compiling S3D-G's init, which LLVM level 1 has since
-halved, 56 s the first step, the rest the evaluations' compiles); a rerun
+cut by 1.4x, 56 s the first step, the rest the evaluations' compiles); a rerun
 with the compilation cache is faster.
 
 Table 2 ablations are overrides:

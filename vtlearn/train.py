@@ -50,8 +50,8 @@ class TrainState:
 def init_compiler_options() -> dict[str, int] | None:
     """How to compile the init program, which runs once: for compile time.
 
-    On CPU, LLVM at level 1 instead of the default 3 compiles S3D-G's init in
-    about half the time (benchmarks/init_compile.py) and gives the same bits
+    On CPU, LLVM at level 1 instead of the default 3 compiles S3D-G's init
+    1.4x faster (benchmarks/init_compile.py) and gives the same bits
     (tests/test_train.py). Other backends, and a level set in $XLA_FLAGS,
     keep theirs.
     """
