@@ -13,16 +13,41 @@ band ± sd where seeds share a step).
 writes DIR/table.md and DIR/curves.png (the metrics of `split`, default
 "eval"; `--split train --metric loss` draws training curves). The notebooks
 in colabs/ call the same functions.
+
+`train` runs the four-method comparison: every config of `configs/`
+(`CONFIG_FILES`) at its `:local` (or `:tiny`) preset, each method's own
+loss, model sizes and schedule, moved onto one lab (`COMPARISON_LABS`:
+features and 8-kHz audio, so the pixel methods use the feature tower) and
+given one set of evaluators (`comparison_evals`: retrieval by the method's
+own similarity, clustering of ground-truth step segments, intra-video AUC
+against the lab's set groundability, and the lab exported as benchmark
+files, `BENCHMARK_EXPORTS`). Seeds vary the model's initialisation and data
+order; the lab is the same for all (`--lab_seed`).
+
+  python -m vtlearn.compare train --preset local --out DIR [--seeds 0,1,2] \\
+      [--benchmarks youcook2,crosstask,mining_youtube]
+
+writes DIR/runs/<method>/seed_<S>/ (ordinary workdirs: `vtlearn.load`,
+`python -m vtlearn.evaluate`), DIR/exports/<format>/, and the report,
+DIR/table.md and DIR/curves.png. A killed comparison continues where it
+stopped when rerun: finished runs are skipped (their `COMPLETE` file), the
+interrupted one resumes from its checkpoint. Progress over all runs is
+logged every `PROGRESS_SECONDS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import os
+import time
 from collections.abc import Mapping, Sequence
 
+import ml_collections
 import numpy as np
+from absl import logging
 
 from vtlearn import cli, fs
 
@@ -140,6 +165,281 @@ def plot_curves(runs: Mapping[str, Sequence[str]], metrics: Sequence[str], path:
     return path
 
 
+# The four-method comparison ---------------------------------------------------------
+
+CONFIG_FILES = ("milnce_s3d.py", "vttwins_s3d.py", "mcn.py", "hessel.py")
+# Comparison preset -> (the methods' config preset, lab preset, lab overrides). The
+# local lab: many_steps' 224 steps (216 distinct test queries), features and 8-kHz
+# audio, and a test split of 160 videos (5 per category for intra-video AUC).
+COMPARISON_LABS = {
+    "local": ("local", "many_steps", dict(frames=False, sample_rate=8000,
+                                          num_videos=(160, 32, 160))),
+    "tiny": ("tiny", "tiny", dict(frames=False, sample_rate=8000)),
+}
+# Benchmark evaluator -> the lab export (`vtlearn.data.lab_exports`) it reads.
+BENCHMARK_EXPORTS = {"youcook2": "youcook2", "msrvtt": "msrvtt", "crosstask": "crosstask",
+                     "action_recognition": "hmdb51", "coin": "coin",
+                     "mining_youtube": "miningyoutube", "youtube8m_segments": "youtube8m"}
+# Settings an export needs besides its files (its ground truth is one label per second).
+EXPORT_SETTINGS = {"mining_youtube": dict(label_rate=1.0)}
+DEFAULT_BENCHMARKS = ("youcook2", "crosstask", "mining_youtube")
+# What the report shows: metrics of the shared evaluators, then of each benchmark.
+TABLE_METRICS = {
+    "retrieval": ("retrieval/t2v/R@1", "retrieval/t2v/R@10", "retrieval/t2v/MedR",
+                  "retrieval/v2t/R@10", "retrieval/t2v/R@10_chance"),
+    "clustering": ("clustering/NMI", "clustering/ARI", "clustering/Acc",
+                   "clustering/random/NMI"),
+    "groundability": ("groundability/mean_auc", "groundability/spearman"),
+    "youcook2": ("youcook2/t2v/R@1", "youcook2/t2v/R@10", "youcook2/t2v/MedR"),
+    "msrvtt": ("msrvtt/t2v/R@1", "msrvtt/t2v/R@10", "msrvtt/t2v/MedR"),
+    "crosstask": ("crosstask/recall", "crosstask/recall_uniform", "crosstask/recall_random"),
+    "action_recognition": ("action_recognition/top1", "action_recognition/zero_shot/top1"),
+    "coin": ("coin/frame_accuracy",),
+    "mining_youtube": ("mining_youtube/frame_accuracy", "mining_youtube/IoU",
+                       "mining_youtube/IoD"),
+    "youtube8m_segments": ("youtube8m_segments/MAP",),
+}
+CURVE_METRICS = ("retrieval/t2v/R@10", "clustering/NMI", "groundability/mean_auc")
+PROGRESS_SECONDS = 60.0
+COMPLETE_FILE = "COMPLETE"
+
+
+def comparison_lab(preset: str, lab_seed: int = 0):
+    """(the lab preset's name, its `LabConfig` with the comparison's overrides)."""
+    from vtlearn.data import lab
+
+    if preset not in COMPARISON_LABS:
+        raise ValueError(f"unknown comparison preset {preset!r}; choose from "
+                         f"{sorted(COMPARISON_LABS)}")
+    _, lab_preset, overrides = COMPARISON_LABS[preset]
+    return lab_preset, lab.lab_config(lab_preset, seed=lab_seed, **overrides)
+
+
+def comparison_evals(num_steps: int, world, benchmark_dirs: Mapping[str, str],
+                     cache_dir: str) -> ml_collections.ConfigDict:
+    """The evaluators every method of the comparison gets.
+
+    Args:
+      num_steps: the method's schedule; the shared evaluators run at its
+        middle and end, the benchmarks at its end.
+      world: the lab's `World` (its categories' set groundability).
+      benchmark_dirs: benchmark evaluator -> its lab export's directory.
+      cache_dir: where the benchmarks' records are cached.
+    """
+    from vtlearn.evaluation.base import section
+
+    half = max(num_steps // 2, 1)
+    evals = dict(
+        retrieval=section("retrieval", every=half),
+        # Segments as annotated, not widened to any method's training windows.
+        clustering=section("clustering", every=half, min_seconds=0.0),
+        groundability=section("groundability", every=half, reference=world.groundability,
+                              instructional=tuple(c for c, flag in enumerate(world.instructional)
+                                                  if flag)))
+    for name, export_dir in benchmark_dirs.items():
+        fmt = BENCHMARK_EXPORTS[name]
+        data_dir = fs.join(export_dir, "crosstask_release") if fmt == "crosstask" else export_dir
+        files = dict(data_dir=data_dir, cache_dir=cache_dir)
+        if fmt != "youtube8m":  # its records hold the features
+            files.update(features_dir=fs.join(export_dir, "features"),
+                         waveform_dir=fs.join(export_dir, "waveforms"))
+        evals[name] = section(name, every=num_steps, **files, **EXPORT_SETTINGS.get(name, {}))
+    return ml_collections.ConfigDict(evals)
+
+
+def comparison_config(config_file: str, preset: str, seed: int, lab_seed: int,
+                      benchmark_dirs: Mapping[str, str], cache_dir: str
+                      ) -> ml_collections.ConfigDict:
+    """A method's preset moved onto the comparison's lab and evaluators.
+
+    Its loss, model sizes, batch and schedule stay its preset's; pixel towers
+    become the feature tower (`vtlearn.models.features`), since the lab holds
+    features, not frames.
+    """
+    from vtlearn import config_defaults
+    from vtlearn.data import lab
+
+    method_preset = COMPARISON_LABS[preset][0]
+    config = config_defaults.load_config(f"{config_file}:{method_preset}")
+    lab_preset, settings = comparison_lab(preset, lab_seed)
+    config_defaults.use_lab(config, lab_preset, **{
+        k: getattr(settings, k) for k in ("seed", *COMPARISON_LABS[preset][2])})
+    config.data.update(video=False, features_2d=settings.features_2d,
+                       features_3d=settings.features_3d)
+    if "video" in config.model:
+        config.model.video.name = "features"
+    if config.data.audio_seconds > 0:
+        config.data.audio_rate = settings.sample_rate
+    config.seed = seed
+    config.evals = comparison_evals(config.train.num_steps, lab.build_world(settings),
+                                    benchmark_dirs, cache_dir)
+    return config
+
+
+def export_benchmarks(preset: str, lab_seed: int, benchmarks: Sequence[str],
+                      out: str) -> dict[str, str]:
+    """Writes the lab's test split in each benchmark's format (once: a finished
+    export is kept); returns benchmark evaluator -> export directory."""
+    import shutil
+
+    from vtlearn.data import lab_exports
+
+    unknown = sorted(set(benchmarks) - set(BENCHMARK_EXPORTS))
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; choose from "
+                         f"{sorted(BENCHMARK_EXPORTS)}")
+    _, settings = comparison_lab(preset, lab_seed)
+    dirs = {}
+    for name in benchmarks:
+        fmt = BENCHMARK_EXPORTS[name]
+        final = fs.join(out, "exports", fmt)
+        if not fs.exists(final):
+            logging.info("Exporting the lab's test split as %s files to %s", fmt, final)
+            partial = final + ".partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            lab_exports.export(settings, fmt, partial)
+            os.replace(partial, final)
+        dirs[name] = final
+    return dirs
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One method and seed of a comparison."""
+
+    method: str
+    seed: int
+    workdir: str
+    config: ml_collections.ConfigDict
+
+    @property
+    def complete(self) -> bool:
+        return fs.exists(fs.join(self.workdir, COMPLETE_FILE))
+
+
+def plan(out: str, preset: str, seeds: Sequence[int], lab_seed: int,
+         benchmarks: Sequence[str], configs_dir: str | None = None) -> list[Run]:
+    """The comparison's runs (exporting the benchmarks first), method-major."""
+    from vtlearn import config_defaults
+
+    configs_dir = configs_dir or config_defaults.configs_dir()
+    dirs = export_benchmarks(preset, lab_seed, benchmarks, out)
+    runs = []
+    for name in CONFIG_FILES:
+        for seed in seeds:
+            config = comparison_config(fs.join(configs_dir, name), preset, seed, lab_seed,
+                                       dirs, fs.join(out, "cache"))
+            runs.append(Run(config.method, seed,
+                            fs.join(out, "runs", config.method, f"seed_{seed}"), config))
+    return runs
+
+
+def _last_train_step(workdir: str) -> int:
+    try:
+        steps = read_metrics(workdir).get("train", {})
+    except (FileNotFoundError, ValueError):
+        return 0
+    return max(steps, default=0)
+
+
+class _Progress:
+    """Logs, every `PROGRESS_SECONDS`, the steps done over all runs."""
+
+    def __init__(self, runs: Sequence[Run]):
+        import threading
+
+        self.runs, self.current = runs, None
+        self.total = sum(r.config.train.num_steps for r in runs)
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def line(self) -> str:
+        done = sum(r.config.train.num_steps if r.complete else _last_train_step(r.workdir)
+                   for r in self.runs)
+        finished = sum(r.complete for r in self.runs)
+        where = ""
+        if self.current is not None:
+            r = self.current
+            where = (f"; now {r.method} seed {r.seed}, step "
+                     f"{_last_train_step(r.workdir)}/{r.config.train.num_steps}")
+        return (f"comparison: {finished}/{len(self.runs)} runs complete, "
+                f"{done}/{self.total} training steps ({100 * done / self.total:.0f}%)"
+                f"{where}; {(time.monotonic() - self.started) / 60:.1f} min in this session")
+
+    def _loop(self):
+        while not self._stop.wait(PROGRESS_SECONDS):
+            logging.info("%s", self.line())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+
+def train_all(runs: Sequence[Run]) -> None:
+    """Trains and evaluates every run not complete yet, in order.
+
+    Raises:
+      SystemExit: when a run stopped before its last step (a SIGTERM: the run
+        checkpointed; rerunning the comparison continues it).
+    """
+    from vtlearn import train
+
+    with _Progress(runs) as progress:
+        logging.info("%s", progress.line())
+        for index, run in enumerate(runs, 1):
+            if run.complete:
+                continue
+            progress.current = run
+            logging.info("comparison: run %d/%d, %s seed %d, in %s", index, len(runs),
+                         run.method, run.seed, run.workdir)
+            train.train_and_evaluate(run.config, run.workdir)
+            if _last_train_step(run.workdir) < run.config.train.num_steps:
+                raise SystemExit(f"vtlearn.compare: {run.workdir} stopped at step "
+                                 f"{_last_train_step(run.workdir)} of "
+                                 f"{run.config.train.num_steps}; rerun the same command to "
+                                 "continue the comparison")
+            fs.write_text(fs.join(run.workdir, COMPLETE_FILE), "")
+            progress.current = None
+            logging.info("%s", progress.line())
+
+
+def report_comparison(runs: Sequence[Run], out: str) -> str:
+    """Writes `out`/table.md (a table per evaluator group) and `out`/curves.png;
+    returns the tables' Markdown."""
+    by_method: dict[str, list[str]] = {}
+    for run in runs:
+        by_method.setdefault(run.method, []).append(run.workdir)
+    evaluated = set().union(*(r.config.evals.keys() for r in runs))
+    parts = []
+    for group, metrics in TABLE_METRICS.items():
+        if group in evaluated:
+            parts.append(f"### {group}\n\n" + markdown_table(summarize(by_method, metrics),
+                                                            metrics))
+    text = "\n".join(parts)
+    fs.makedirs(out)
+    fs.write_text(fs.join(out, "table.md"), text)
+    plot_curves(by_method, CURVE_METRICS, fs.join(out, "curves.png"))
+    return text
+
+
+def _check_settings(out: str, settings: dict) -> None:
+    """Refuses to continue a comparison made on another lab or preset."""
+    path = fs.join(out, "comparison.json")
+    if fs.exists(path):
+        saved = json.loads(fs.read_text(path))
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        if changed:
+            raise SystemExit(f"vtlearn.compare: {out} holds a comparison with other settings "
+                             f"(saved, asked): {changed}; use another --out")
+    else:
+        fs.makedirs(out)
+        fs.write_text(path, json.dumps(settings, indent=1) + "\n")
+
+
 def _method(text: str) -> tuple[str, list[str]]:
     label, sep, dirs = text.partition("=")
     if not sep or not label or not dirs:
@@ -157,7 +457,28 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--metric", action="append", required=True)
     report.add_argument("--split", default="eval")
     report.add_argument("--out", required=True, help="directory for table.md and curves.png")
+    train = commands.add_parser("train", help="train and evaluate the four methods on one lab")
+    train.add_argument("--preset", default="local", choices=sorted(COMPARISON_LABS))
+    train.add_argument("--out", required=True,
+                       help="local directory: runs/, exports/, table.md, curves.png")
+    train.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="e.g. 0,1,2")
+    train.add_argument("--lab_seed", type=int, default=0)
+    train.add_argument("--benchmarks", type=_names, default=DEFAULT_BENCHMARKS,
+                       help=f"comma-separated, of {','.join(BENCHMARK_EXPORTS)}; '' for none")
+    train.add_argument("--configs_dir", default=None,
+                       help="the repository's configs/ (default: beside the package)")
     return parser
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        return _train(args)
     runs = dict(args.run)
     try:
         table = markdown_table(summarize(runs, args.metric, args.split), args.metric)
@@ -175,6 +498,23 @@ def _run(args: argparse.Namespace) -> int:
     fs.write_text(fs.join(args.out, "table.md"), table)
     plot_curves(runs, args.metric, fs.join(args.out, "curves.png"), args.split)
     print(table, end="")
+    print(f"written: {fs.join(args.out, 'table.md')}, {fs.join(args.out, 'curves.png')}")
+    return 0
+
+
+
+def _train(args: argparse.Namespace) -> int:
+    if not fs.is_local(args.out):
+        raise SystemExit(f"vtlearn.compare: --out={args.out!r} must be a local directory "
+                         "(the lab's benchmark exports are written there)")
+    _check_settings(args.out, dict(preset=args.preset, lab_seed=args.lab_seed))
+    try:
+        runs = plan(args.out, args.preset, args.seeds, args.lab_seed, args.benchmarks,
+                    args.configs_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"vtlearn.compare: {e}") from None
+    train_all(runs)
+    print(report_comparison(runs, args.out), end="")
     print(f"written: {fs.join(args.out, 'table.md')}, {fs.join(args.out, 'curves.png')}")
     return 0
 

@@ -88,6 +88,22 @@ def use_lab_features(config: ml_collections.ConfigDict) -> None:
                        features_3d=preset.features_3d)
 
 
+def configs_dir() -> str:
+    """The repository's `configs/` (beside the `vtlearn` package of a source checkout).
+
+    Raises:
+      FileNotFoundError: when vtlearn is installed without its source tree.
+    """
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "configs"
+    if not (path / "milnce_s3d.py").is_file():
+        raise FileNotFoundError(
+            f"no configs/ beside the vtlearn package ({path}): the paper configs live in "
+            "the source repository; install it from a clone (pip install -e .)")
+    return str(path)
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Loads `path/to/config.py[:arg]` as `--config` would (for notebooks, tests)."""
     import importlib.util
