@@ -31,7 +31,8 @@ setup(
         "word2vec": ["gensim>=4.3"],
         "milnce_release": ["torch>=2.2"],
         "test": ["pytest>=8.0", "av>=12.0", "gensim>=4.3", "torch>=2.2", "librosa>=0.10",
-                 "apache-beam>=2.60", "tslearn>=0.6", "ott-jax>=0.5", "pysdtw>=0.0.5"],
+                 "apache-beam>=2.60", "tslearn>=0.6", "ott-jax>=0.5", "pysdtw>=0.0.5",
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29", "jupytext>=1.16"],
         "beam": ["apache-beam>=2.60"],  # conversion on Dataflow, Flink or Spark
         "benchmarks": ["torch>=2.2", "tslearn>=0.6", "ott-jax>=0.5", "pysdtw>=0.0.5"],
         "tpu": ["jax[tpu]"],       # Cloud TPU VMs (launch/tpu.py installs it)

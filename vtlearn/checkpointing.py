@@ -87,6 +87,8 @@ class Checkpointer:
     def _on_sigterm(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint at the next step.")
         self._sigterm.set()
+        if callable(self._previous):  # an outer handler (`vtlearn.compare`) learns of it too
+            self._previous(signum, frame)
 
     @property
     def latest_step(self) -> int | None:

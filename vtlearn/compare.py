@@ -382,47 +382,77 @@ class _Progress:
 def train_all(runs: Sequence[Run]) -> None:
     """Trains and evaluates every run not complete yet, in order.
 
+    A SIGTERM stops the comparison: during a run, at its next step (the run
+    checkpoints), between runs, before the next one.
+
     Raises:
-      SystemExit: when a run stopped before its last step (a SIGTERM: the run
-        checkpointed; rerunning the comparison continues it).
+      SystemExit: when stopped before every run is complete; rerunning the
+        same command continues.
     """
+    import signal
+    import threading
+
     from vtlearn import train
 
-    with _Progress(runs) as progress:
-        logging.info("%s", progress.line())
-        for index, run in enumerate(runs, 1):
-            if run.complete:
-                continue
-            progress.current = run
-            logging.info("comparison: run %d/%d, %s seed %d, in %s", index, len(runs),
-                         run.method, run.seed, run.workdir)
-            train.train_and_evaluate(run.config, run.workdir)
-            if _last_train_step(run.workdir) < run.config.train.num_steps:
-                raise SystemExit(f"vtlearn.compare: {run.workdir} stopped at step "
-                                 f"{_last_train_step(run.workdir)} of "
-                                 f"{run.config.train.num_steps}; rerun the same command to "
-                                 "continue the comparison")
-            fs.write_text(fs.join(run.workdir, COMPLETE_FILE), "")
-            progress.current = None
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with _Progress(runs) as progress:
             logging.info("%s", progress.line())
+            for index, run in enumerate(runs, 1):
+                if run.complete:
+                    continue
+                if stop.is_set():
+                    raise SystemExit("vtlearn.compare: stopped by SIGTERM before "
+                                     f"{run.workdir}; rerun the same command to continue")
+                progress.current = run
+                logging.info("comparison: run %d/%d, %s seed %d, in %s", index, len(runs),
+                             run.method, run.seed, run.workdir)
+                train.train_and_evaluate(run.config, run.workdir)
+                reached = _last_train_step(run.workdir)
+                if reached < run.config.train.num_steps:
+                    raise SystemExit(f"vtlearn.compare: {run.workdir} stopped at step "
+                                     f"{reached} of {run.config.train.num_steps}; rerun the "
+                                     "same command to continue the comparison")
+                fs.write_text(fs.join(run.workdir, COMPLETE_FILE), "")
+                progress.current = None
+                logging.info("%s", progress.line())
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def report_comparison(runs: Sequence[Run], out: str) -> str:
-    """Writes `out`/table.md (a table per evaluator group) and `out`/curves.png;
-    returns the tables' Markdown."""
-    by_method: dict[str, list[str]] = {}
-    for run in runs:
-        by_method.setdefault(run.method, []).append(run.workdir)
-    evaluated = set().union(*(r.config.evals.keys() for r in runs))
+def discover(out: str) -> dict[str, list[str]]:
+    """A comparison's runs found on disk: method -> its seeds' workdirs."""
+    found: dict[str, list[str]] = {}
+    for method in sorted(fs.listdir(fs.join(out, "runs"))):
+        seeds = sorted(d for d in fs.listdir(fs.join(out, "runs", method))
+                       if d.startswith("seed_"))
+        found[method] = [fs.join(out, "runs", method, d) for d in seeds]
+    return found
+
+
+def report_comparison(runs: Mapping[str, Sequence[str]], out: str) -> str:
+    """Writes `out`/table.md (a table per evaluator that ran) and `out`/curves.png.
+
+    Args:
+      runs: method -> its seeds' workdirs (`discover`).
+      out: the report's directory.
+
+    Returns:
+      The tables' Markdown.
+    """
     parts = []
     for group, metrics in TABLE_METRICS.items():
-        if group in evaluated:
-            parts.append(f"### {group}\n\n" + markdown_table(summarize(by_method, metrics),
-                                                            metrics))
+        summary = summarize(runs, metrics)
+        if any(summary.values()):
+            parts.append(f"### {group}\n\n" + markdown_table(summary, metrics))
     text = "\n".join(parts)
     fs.makedirs(out)
     fs.write_text(fs.join(out, "table.md"), text)
-    plot_curves(by_method, CURVE_METRICS, fs.join(out, "curves.png"))
+    plot_curves(runs, CURVE_METRICS, fs.join(out, "curves.png"))
     return text
 
 
@@ -514,7 +544,7 @@ def _train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"vtlearn.compare: {e}") from None
     train_all(runs)
-    print(report_comparison(runs, args.out), end="")
+    print(report_comparison(discover(args.out), args.out), end="")
     print(f"written: {fs.join(args.out, 'table.md')}, {fs.join(args.out, 'curves.png')}")
     return 0
 

@@ -11,10 +11,14 @@ from vtlearn import fs
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display)."""
+    """matplotlib.pyplot: on the Agg backend (no display), except in a notebook
+    kernel, whose own backend shows the figures (colabs/)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
