@@ -2,7 +2,6 @@
 notebook of colabs/ executed top to bottom on a fresh kernel over its runs."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

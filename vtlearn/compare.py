@@ -118,17 +118,21 @@ def summarize(runs: Mapping[str, Sequence[str]], metrics: Sequence[str],
 
 def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
                    metrics: Sequence[str]) -> str:
-    """A Markdown table: a row per method, a column per metric ("mean ± sd")."""
+    """A Markdown table: a row per method, a column per metric ("mean ± sd"; two
+    decimals in a column whose means all lie in [-1, 1], e.g. a correlation)."""
     lines = ["| method | seeds | step | " + " | ".join(metrics) + " |",
              "|---|---|---|" + "---|" * len(metrics)]
+    digits = {m: 2 if all(abs(cells[m]["mean"]) <= 1 for cells in summary.values()
+                          if m in cells) else 1 for m in metrics}
     for label, cells in summary.items():
         seeds = sorted({int(c["n"]) for c in cells.values()}) or [0]
         steps = sorted({int(c["step"]) for c in cells.values()})
         texts = []
         for metric in metrics:
             c = cells.get(metric)
-            texts.append("—" if c is None else f"{c['mean']:.1f}" if math.isnan(c["sd"])
-                         else f"{c['mean']:.1f} ± {c['sd']:.1f}")
+            d = digits[metric]
+            texts.append("—" if c is None else f"{c['mean']:.{d}f}" if math.isnan(c["sd"])
+                         else f"{c['mean']:.{d}f} ± {c['sd']:.{d}f}")
         lines.append(f"| {label} | {'/'.join(map(str, seeds))} | "
                      f"{'/'.join(map(str, steps)) or '—'} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
