@@ -20,7 +20,7 @@
 # MCN and Hessel et al. on one lab with one set of evaluators; this reads its runs'
 # `metrics.jsonl` and shows the learning curves and the final table (mean ± sd over
 # seeds). With no comparison given, it runs one here on PRESET with one seed (the
-# "tiny" preset takes about a minute, "local" about 15 minutes per seed on 2 CPU
+# "tiny" preset takes about a minute, "local" about 10 minutes per seed on 2 CPU
 # cores).
 
 # %%

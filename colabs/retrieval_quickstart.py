@@ -48,7 +48,8 @@ from vtlearn import explore
 
 if not WORKDIR:
     spec = f"milnce_s3d.py:{PRESET}"
-    WORKDIR = explore.train_small(spec, f"{OUT}/milnce_{PRESET}", explore.feature_tower(spec))
+    WORKDIR = explore.train_small(spec, f"{OUT}/milnce_{PRESET}",
+                                  explore.feature_tower(spec) | {"evals.probe.every": 0})
 model = vtlearn.load(WORKDIR)
 print(f"{model.config.name}: method {model.config.method}, step {model.step}")
 

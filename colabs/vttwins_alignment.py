@@ -48,7 +48,8 @@ from vtlearn.evaluation import alignment_view, standalone
 
 if not WORKDIR:
     spec = f"vttwins_s3d.py:{PRESET}"
-    WORKDIR = explore.train_small(spec, f"{OUT}/vttwins_{PRESET}", explore.feature_tower(spec))
+    WORKDIR = explore.train_small(spec, f"{OUT}/vttwins_{PRESET}",
+                                  explore.feature_tower(spec) | {"evals.probe.every": 0})
 model = vtlearn.load(WORKDIR)
 print(f"{model.config.name}: step {model.step}")
 
