@@ -147,3 +147,27 @@ def test_a_bad_evaluation_setting_fails_before_training(lab_dir, tmp_path):
     with pytest.raises(ValueError, match="config.eval_batch_size=12"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_sigterm_stops_the_run_and_reaches_the_handler_installed_before_it(tmp_path):
+    """A comparison of runs (`vtlearn.compare`) learns of a SIGTERM its run caught."""
+    import os
+    import signal
+
+    from vtlearn import checkpointing
+
+    seen = []
+
+    def outer(signum, frame):
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, outer)
+    try:
+        ckpt = checkpointing.Checkpointer(str(tmp_path), keep=1, every_steps=10)
+        assert not ckpt.preempted(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert ckpt.preempted(2) and seen == [signal.SIGTERM]
+        ckpt.close()
+        assert signal.getsignal(signal.SIGTERM) is outer
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -173,8 +173,8 @@ def plot_curves(runs: Mapping[str, Sequence[str]], metrics: Sequence[str], path:
 
 CONFIG_FILES = ("milnce_s3d.py", "vttwins_s3d.py", "mcn.py", "hessel.py")
 # Comparison preset -> (the methods' config preset, lab preset, lab overrides). The
-# local lab: many_steps' 224 steps (216 distinct test queries), features and 8-kHz
-# audio, and a test split of 160 videos (5 per category for intra-video AUC).
+# local lab: many_steps' 224 steps, features and 8-kHz audio, and a test split of
+# 160 videos (5 per category for intra-video AUC; 225 distinct retrieval queries).
 COMPARISON_LABS = {
     "local": ("local", "many_steps", dict(frames=False, sample_rate=8000,
                                           num_videos=(160, 32, 160))),
