@@ -62,11 +62,11 @@ print(f"{model.config.name}: step {model.step}")
 # %%
 segments = explore.embed_units(model, "segment")
 points = (segments["embedding"] + segments["audio"]) / 2
-k = len(np.unique(segments["step"]))
+k = len(np.unique(segments["label"]))
 clusters = KMeans(k, n_init=10, random_state=0).fit_predict(points)
 print({name: round(float(v), 1) for name, v in
-       clustering.clustering_metrics(segments["step"], clusters).items()})
-explore.cluster_figure(explore.embedding_map(points), segments["step"], clusters,
+       clustering.clustering_metrics(segments["label"], clusters).items()})
+explore.cluster_figure(explore.embedding_map(points), segments["label"], clusters,
                        f"{len(points)} segments");
 
 # %% [markdown]

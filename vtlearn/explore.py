@@ -76,8 +76,8 @@ def embed_units(model, kind: str = "segment", files: str | None = None) -> dict[
     Returns:
       `vtlearn.evaluation.base.embed_units`' arrays: the method's outputs
       ("embedding" [U, D], ...), "text" [U, D] (captions), metadata [U]
-      ("step", "category", "start", "end", "video_id") and, added here,
-      "caption" [U] (the decoded words of each caption unit).
+      ("label": a segment's step, "category", "start", "end", "video_id")
+      and, added here, "caption" [U] (the decoded words of each caption unit).
     """
     from vtlearn.data.pipeline import Units
     from vtlearn.evaluation import base
