@@ -57,11 +57,15 @@ print(f"{model.config.name}: step {model.step}")
 # Find the first evaluation sequence that holds a caption narrating no step.
 
 # %%
-for index in range(4):  # the first batch of evaluation sequences
+for index in range(16):
     matrices, details = standalone(model, "alignment_view", index=index).alignment(model)
     relevant = details.get("relevant")
     if relevant is not None and not relevant.all():
         break
+else:
+    print("none of the first 16 sequences has an irrelevant caption; showing the last")
+if relevant is None:  # records without ground-truth steps
+    relevant = [True] * len(details["captions_text"])
 print(f"sequence {index}: {len(details['captions_text'])} captions, irrelevant:",
       [t for t, r in zip(details["captions_text"], relevant) if not r])
 
