@@ -224,20 +224,20 @@ def comparison_evals(num_steps: int, world, benchmark_dirs: Mapping[str, str],
     """The evaluators every method of the comparison gets.
 
     Args:
-      num_steps: the method's schedule; the shared evaluators run at its
-        middle and end, the benchmarks at its end.
+      num_steps: the method's schedule; the shared evaluators run at each
+        quarter of it (the learning curves), the benchmarks at its end.
       world: the lab's `World` (its categories' set groundability).
       benchmark_dirs: benchmark evaluator -> its lab export's directory.
       cache_dir: where the benchmarks' records are cached.
     """
     from vtlearn.evaluation.base import section
 
-    half = max(num_steps // 2, 1)
+    quarter = max(num_steps // 4, 1)
     evals = dict(
-        retrieval=section("retrieval", every=half),
+        retrieval=section("retrieval", every=quarter),
         # Segments as annotated, not widened to any method's training windows.
-        clustering=section("clustering", every=half, min_seconds=0.0),
-        groundability=section("groundability", every=half, reference=world.groundability,
+        clustering=section("clustering", every=quarter, min_seconds=0.0),
+        groundability=section("groundability", every=quarter, reference=world.groundability,
                               instructional=tuple(c for c, flag in enumerate(world.instructional)
                                                   if flag)))
     for name, export_dir in benchmark_dirs.items():
