@@ -73,3 +73,29 @@ def test_command_line_writes_the_table_and_the_curves(tmp_path, capsys):
     with pytest.raises(SystemExit, match="vtlearn.compare: .*no metrics"):
         compare.main(["report", "--run", f"X={tmp_path}", "--metric", R10,
                       "--out", str(out)])
+
+
+def test_a_comparison_plan_can_run_some_methods_with_a_key_changed(tmp_path):
+    runs = compare.plan(str(tmp_path), "tiny", seeds=(0, 1), lab_seed=0, benchmarks=(),
+                        methods=("hessel",), overrides=("train.batch_size=16",
+                                                        "loss.margin=0.2"))
+    assert [(r.method, r.seed) for r in runs] == [("hessel", 0), ("hessel", 1)]
+    assert all(r.config.train.batch_size == 16 and r.config.loss.margin == 0.2 for r in runs)
+    assert runs[0].workdir == str(tmp_path / "runs" / "hessel" / "seed_0")
+    with pytest.raises(KeyError, match="train.batch"):
+        compare.plan(str(tmp_path), "tiny", seeds=(0,), lab_seed=0, benchmarks=(),
+                     overrides=("train.batch=16",))
+
+
+def test_override_reads_literals_and_keeps_words():
+    from vtlearn.config_defaults import configs_dir, load_config, override
+
+    config = load_config(f"{configs_dir()}/mcn.py:tiny")
+    override(config, "train.batch_size", "32")
+    override(config, "loss.cluster", "none")
+    override(config, "data.lab", "tiny")
+    override(config, "model.audio.widths", "(4, 4, 8, 8)")
+    assert config.train.batch_size == 32 and config.loss.cluster == "none"
+    assert tuple(config.model.audio.widths) == (4, 4, 8, 8)
+    with pytest.raises(KeyError, match="loss.nope"):
+        override(config, "loss.nope", "1")

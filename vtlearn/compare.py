@@ -25,7 +25,8 @@ files, `BENCHMARK_EXPORTS`). Seeds vary the model's initialisation and data
 order; the lab is the same for all (`--lab_seed`).
 
   python -m vtlearn.compare train --preset local --out DIR [--seeds 0,1,2] \\
-      [--benchmarks youcook2,crosstask,mining_youtube]
+      [--benchmarks youcook2,crosstask,mining_youtube] [--methods vttwins] \\
+      [--set train.batch_size=32]
 
 writes DIR/runs/<method>/seed_<S>/ (ordinary workdirs: `vtlearn.load`,
 `python -m vtlearn.evaluate`), DIR/exports/<format>/, and the report,
@@ -322,8 +323,15 @@ class Run:
 
 
 def plan(out: str, preset: str, seeds: Sequence[int], lab_seed: int,
-         benchmarks: Sequence[str], configs_dir: str | None = None) -> list[Run]:
-    """The comparison's runs (exporting the benchmarks first), method-major."""
+         benchmarks: Sequence[str], configs_dir: str | None = None,
+         methods: Sequence[str] = (), overrides: Sequence[str] = ()) -> list[Run]:
+    """The comparison's runs (exporting the benchmarks first), method-major.
+
+    Args:
+      methods: `config.method` names to run (default: all four).
+      overrides: "KEY=VALUE" settings applied to every run's config
+        (`config_defaults.override`), for an ablation on the same lab.
+    """
     from vtlearn import config_defaults
 
     configs_dir = configs_dir or config_defaults.configs_dir()
@@ -333,6 +341,13 @@ def plan(out: str, preset: str, seeds: Sequence[int], lab_seed: int,
         for seed in seeds:
             config = comparison_config(fs.join(configs_dir, name), preset, seed, lab_seed,
                                        dirs, fs.join(out, "cache"))
+            if methods and config.method not in methods:
+                break
+            for text in overrides:
+                key, sep, value = text.partition("=")
+                if not sep:
+                    raise ValueError(f"--set {text!r}: expected KEY=VALUE")
+                config_defaults.override(config, key, value)
             runs.append(Run(config.method, seed,
                             fs.join(out, "runs", config.method, f"seed_{seed}"), config))
     return runs
@@ -501,6 +516,10 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"comma-separated, of {','.join(BENCHMARK_EXPORTS)}; '' for none")
     train.add_argument("--configs_dir", default=None,
                        help="the repository's configs/ (default: beside the package)")
+    train.add_argument("--methods", type=_names, default=(),
+                       help="comma-separated config.method names (default: all four)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a config key set in every run, e.g. train.batch_size=32")
     return parser
 
 
@@ -541,11 +560,12 @@ def _train(args: argparse.Namespace) -> int:
     if not fs.is_local(args.out):
         raise SystemExit(f"vtlearn.compare: --out={args.out!r} must be a local directory "
                          "(the lab's benchmark exports are written there)")
-    _check_settings(args.out, dict(preset=args.preset, lab_seed=args.lab_seed))
+    _check_settings(args.out, dict(preset=args.preset, lab_seed=args.lab_seed,
+                                   overrides=sorted(args.set)))
     try:
         runs = plan(args.out, args.preset, args.seeds, args.lab_seed, args.benchmarks,
-                    args.configs_dir)
-    except (FileNotFoundError, ValueError) as e:
+                    args.configs_dir, args.methods, args.set)
+    except (FileNotFoundError, KeyError, ValueError) as e:
         raise SystemExit(f"vtlearn.compare: {e}") from None
     train_all(runs)
     print(report_comparison(discover(args.out), args.out), end="")

@@ -104,6 +104,33 @@ def configs_dir() -> str:
     return str(path)
 
 
+def override(config: ml_collections.ConfigDict, key: str, value) -> None:
+    """Sets the dotted `key` ("train.batch_size") as `--config.KEY=VALUE` would.
+
+    A string `value` is read as a Python literal where it is one ("32",
+    "(1, 2)"), else kept as text ("none").
+
+    Raises:
+      KeyError: naming the key, when the config has no such key.
+    """
+    import ast
+
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise KeyError(f"unknown config key {key!r}")
+        node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or last not in node:
+        raise KeyError(f"unknown config key {key!r}")
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+    node[last] = value
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Loads `path/to/config.py[:arg]` as `--config` would (for notebooks, tests)."""
     import importlib.util

@@ -44,13 +44,7 @@ def train_small(spec: str, workdir: str, overrides: Mapping[str, Any] | None = N
 
     config = config_defaults.load_config(config_spec(spec))
     for key, value in (overrides or {}).items():
-        *parents, last = key.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        if last not in node:
-            raise KeyError(f"unknown config key {key!r}")
-        node[last] = value
+        config_defaults.override(config, key, value)
     train.train_and_evaluate(config, workdir)
     return workdir
 
