@@ -33,10 +33,9 @@ def comparison(tmp_path_factory):
     first = out / "runs" / "milnce" / "seed_0"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
-    deadline = time.monotonic() + 600
     while not (first / compare.COMPLETE_FILE).exists():
+        # The process cannot end before its first run completes unless it failed.
         assert process.poll() is None, process.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "the first run did not finish in 10 minutes"
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     killed_status = process.wait(timeout=300)
