@@ -50,14 +50,15 @@ def train_small(spec: str, workdir: str, overrides: Mapping[str, Any] | None = N
 
 
 def feature_tower(spec: str) -> dict[str, Any]:
-    """Overrides that train a pixel config's method on its lab's features instead."""
+    """Overrides that train a pixel config's method on its lab's features instead
+    (`config_defaults.use_lab_features`, as `train_small` overrides)."""
     from vtlearn import config_defaults
-    from vtlearn.data import lab
 
     config = config_defaults.load_config(config_spec(spec))
-    settings = lab.lab_config(config.data.lab, **config.lab.to_dict())
-    return {"model.video.name": "features", "data.video": False,
-            "data.features_2d": settings.features_2d, "data.features_3d": settings.features_3d}
+    config_defaults.use_lab_features(config)
+    return {"model.video.name": config.model.video.name, "data.video": config.data.video,
+            "data.features_2d": config.data.features_2d,
+            "data.features_3d": config.data.features_3d}
 
 
 def embed_units(model, kind: str = "segment", files: str | None = None) -> dict[str, np.ndarray]:
