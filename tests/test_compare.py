@@ -99,3 +99,25 @@ def test_override_reads_literals_and_keeps_words():
     assert tuple(config.model.audio.widths) == (4, 4, 8, 8)
     with pytest.raises(KeyError, match="loss.nope"):
         override(config, "loss.nope", "1")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "train.batch_size"], "expected KEY=VALUE"),
+    (["--set", "train.nope=1"], "train.nope"),
+    (["--benchmarks", "youcook2,nope"], "unknown benchmark"),
+    (["--seeds", "0,a"], None),  # argparse's own error (exit status 2)
+])
+def test_comparison_input_errors_name_the_bad_value_before_training(tmp_path, args, message):
+    out = tmp_path / "cmp"
+    with pytest.raises(SystemExit) as stop:
+        compare.main(["train", "--preset", "tiny", "--out", str(out), "--seeds", "0", *args])
+    if message is None:
+        assert stop.value.code == 2
+    else:
+        assert message in str(stop.value.code)
+    assert not (out / "runs").exists()  # nothing trained
+
+
+def test_a_remote_comparison_directory_is_refused():
+    with pytest.raises(SystemExit, match="must be a local directory"):
+        compare.main(["train", "--preset", "tiny", "--out", "gs://bucket/cmp"])
