@@ -10,8 +10,12 @@ PyTorch runs three ways, the strongest a user would pick last: its default
 NCDHW layout; `channels_last_3d` (model and input), the layout of oneDNN's
 fast CPU convolutions; and that under `torch.compile`. All use every core.
 The contenders are timed in alternating rounds, wall clock and process CPU
-time per step. Load from other processes does not hit them alike (PyTorch
-slowed 4–7× under load where vtlearn slowed 1.2–2×), so the CPU time other
+time per step; each round's first step of a contender, which meets caches
+the other frameworks left, is not timed (`--warm_steps`), since training
+runs one framework's steps back to back. The process keeps freed memory
+mapped, as the training entry point does (`vtlearn.main.keep_freed_memory`),
+for both frameworks. Load from other processes does not hit them alike
+(PyTorch slowed 4–7× under load where vtlearn slowed 1.2–2×), so the CPU time other
 processes used during the timed rounds is measured (/proc/stat less this
 process) and no ratio is printed when it exceeds `QUIET_LOAD_PER_CORE`.
 Also printed: the step's FLOP count (XLA cost analysis of the compiled
@@ -42,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtlearn import cli
+from vtlearn.main import keep_freed_memory
 from vtlearn.models import layers
 from vtlearn.models.s3d import S3DG
 
@@ -331,10 +336,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per round and framework")
+    parser.add_argument("--warm_steps", type=int, default=1,
+                        help="untimed steps per round and framework before its timed ones")
     parser.add_argument("--lowering", default="factorized", choices=["factorized", "xla_3d"])
     parser.add_argument("--no_compile", action="store_true", help="leave out torch.compile")
     parser.add_argument("--micro", action="store_true", help="conv lowering micro-benchmark only")
     args = parser.parse_args()
+    keep_freed_memory()  # as the training entry point does; PyTorch's allocations too
     cores = os.cpu_count()
     torch.set_num_threads(cores)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
@@ -357,6 +365,8 @@ def main() -> None:
     start = (time.perf_counter(), time.process_time(), busy_cpu_seconds())
     for round_ in range(args.rounds):
         for name, trainer in trainers.items():
+            for _ in range(args.warm_steps):
+                trainer.step()
             for _ in range(args.steps):
                 wall_start, cpu_start = time.perf_counter(), time.process_time()
                 trainer.step()
