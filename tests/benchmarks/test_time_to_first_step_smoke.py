@@ -1,0 +1,25 @@
+"""benchmarks/time_to_first_step.py on its cheapest config (no timing is checked):
+it compiles both programs of a lab preset and of the paper setup, at the
+preset's global batch, and the second time from the persistent cache."""
+
+import os
+from pathlib import Path
+
+from vtlearn import config_defaults
+from vtlearn.data.text import Vocabulary
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "time_to_first_step.py"
+
+
+def test_compiles_a_lab_preset_and_the_paper_setup(bench, tmp_path):
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    paper_vocab = str(tmp_path / "vocab.txt")
+    Vocabulary([f"word{i}" for i in range(50)]).save(paper_vocab)
+    path = Path(config_defaults.configs_dir()) / "hessel.py"
+    for preset, spec in (("tiny", f"{path}:tiny"), ("paper", str(path))):
+        with bench.persistent_cache(str(cache_dir)):
+            times = bench.compile_seconds("hessel", preset, paper_vocab, str(cache_dir))
+        assert min(times.init, times.step, times.init_cached, times.step_cached) > 0
+        assert times.batch_size == config_defaults.load_config(spec).train.batch_size
+        assert len(os.listdir(cache_dir)) >= 2  # both programs, for the second compiles
