@@ -39,6 +39,7 @@ n = 4…32 and B = 16…128.
 
 from collections.abc import Callable
 import dataclasses
+import os
 import statistics
 import time
 
@@ -245,7 +246,8 @@ def main() -> None:
     parser.add_argument("--tslearn-pairs", type=int, default=512)
     args = parser.parse_args()
     keep_freed_memory()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {len(jax.devices())} device(s)")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {len(jax.devices())} "
+          f"device(s); load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
     contenders = {
         "ours": jax.jit(jax.value_and_grad(ours, argnums=(0, 1))),
@@ -314,6 +316,8 @@ def main() -> None:
         row = time_interleaved(contenders, *embeddings(batch, 8), repeats=args.repeats)
         print(f"B = {batch:3d}: ours {milliseconds(row['ours'])} | (a) {milliseconds(row['peer'])}")
         print(f"          {speedup(row['peer'], row['ours'])}")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end (the ratios are the same run's; "
+          "read them on a quiet machine)")
 
 
 if __name__ == "__main__":
