@@ -101,7 +101,7 @@ def compile_seconds(config_name: str, preset: str, paper_vocab: str,
     def seconds() -> tuple[float, float]:  # Lowered afresh: a lowering keeps its executable.
         init = sharding.jit(trainer._init_variables, static_argnums=0,
                             out_shardings=trainer.replicated).lower(trainer.sample_spec)
-        step = trainer._jit_step.lower(trainer.abstract_state(), batch)
+        step = trainer.jit_train_step().lower(trainer.abstract_state(), batch)
         return _seconds(init, options), _seconds(step)
 
     for name in os.listdir(cache_dir):  # Presets may share a program: each starts cold.

@@ -120,9 +120,14 @@ class Trainer:
     @property
     def _jit_step(self):
         if not hasattr(self, "_step_fn"):
-            self._step_fn = sharding.jit(self._step, donate_argnums=0,
-                                         out_shardings=(self.replicated, self.replicated))
+            self._step_fn = self.jit_train_step()
         return self._step_fn
+
+    def jit_train_step(self):
+        """A new jitted `train_step` program (state, batch) -> (state, metrics),
+        the state donated (benchmarks/time_to_first_step.py compiles it afresh)."""
+        return sharding.jit(self._step, donate_argnums=0,
+                            out_shardings=(self.replicated, self.replicated))
 
     def _step(self, state: TrainState, batch):
         tx = self._optimizer(state.params)
