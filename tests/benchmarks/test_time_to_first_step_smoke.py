@@ -30,7 +30,6 @@ def test_compiles_a_lab_preset_and_the_paper_setup_cold_then_from_the_cache(benc
             hits.clear()
             with bench.persistent_cache(str(cache_dir)):
                 times = bench.compile_seconds("hessel", preset, paper_vocab, str(cache_dir))
-            assert min(times.init, times.step, times.init_cached, times.step_cached) > 0
             assert times.batch_size == config_defaults.load_config(spec).train.batch_size
             assert len(list(cache_dir.glob("*-cache"))) == 2  # init and step, written cold
             assert len(hits) == 2  # and both read back for the second compiles
