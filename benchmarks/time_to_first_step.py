@@ -110,12 +110,28 @@ def compile_seconds(config_name: str, preset: str, paper_vocab: str,
     return CompileTimes(batch_size, *cold, *seconds())
 
 
+def check_choices(configs: list[str], presets: list[str]) -> None:
+    """Raises ValueError naming an unknown config or preset, before anything compiles."""
+    from vtlearn import config_defaults
+
+    directory = config_defaults.configs_dir()
+    for name in configs:
+        if not os.path.isfile(os.path.join(directory, f"{name}.py")):
+            raise ValueError(f"--configs: no config {name!r} in {directory} "
+                             f"(known: {', '.join(CONFIGS)})")
+    for preset in presets:
+        if preset not in PRESETS:
+            raise ValueError(f"--presets: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+
+
 def main() -> None:
     parser = cli.argument_parser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--paper_vocab_size", type=int, default=66_250)
     args = parser.parse_args()
+    configs, presets = args.configs.split(","), args.presets.split(",")
+    check_choices(configs, presets)
     import jax
 
     from vtlearn.data.text import Vocabulary
@@ -131,8 +147,8 @@ def main() -> None:
         paper_vocab = os.path.join(directory, "vocab.txt")
         Vocabulary([f"word{i}" for i in range(args.paper_vocab_size)]).save(paper_vocab)
         with persistent_cache(cache_dir):
-            for config_name in args.configs.split(","):
-                for preset in args.presets.split(","):
+            for config_name in configs:
+                for preset in presets:
                     t = compile_seconds(config_name, preset, paper_vocab, cache_dir)
                     print(f"| {config_name} | {preset} | {t.batch_size} | {t.init:.1f} | "
                           f"{t.step:.1f} | {t.init + t.step:.1f} | "

@@ -5,6 +5,7 @@ preset's global batch, cold and then from the persistent cache."""
 from pathlib import Path
 
 import jax
+import pytest
 
 from vtlearn import config_defaults
 from vtlearn.data.text import Vocabulary
@@ -35,3 +36,11 @@ def test_compiles_a_lab_preset_and_the_paper_setup_cold_then_from_the_cache(benc
             assert len(hits) == 2  # and both read back for the second compiles
     finally:
         jax.monitoring.unregister_event_listener(count_hits)
+
+
+def test_an_unknown_config_or_preset_is_named_before_anything_compiles(bench):
+    bench.check_choices(list(bench.CONFIGS), list(bench.PRESETS))
+    with pytest.raises(ValueError, match="--configs: no config 'milnce_s3dd'"):
+        bench.check_choices(["hessel", "milnce_s3dd"], ["tiny"])
+    with pytest.raises(ValueError, match="--presets: unknown preset 'locl'"):
+        bench.check_choices(["hessel"], ["tiny", "locl"])
